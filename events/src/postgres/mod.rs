@@ -1,0 +1,214 @@
+//! The Postgres backend (tokio-postgres, a deadpool read pool, one writer task, LISTEN/NOTIFY hints).
+
+pub mod connect;
+mod listener;
+mod writer;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::Config;
+use tokio_postgres::types::ToSql;
+
+use crate::batch::{CommitHook, PendingAppend, Submission};
+use crate::envelope::{AppendOutcome, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+use crate::error::{StoreError, StoreResult};
+use crate::hash::unix_micros;
+use crate::migrate::MigrationReport;
+use crate::rows::{StoredRow, to_i64};
+use crate::store::EventStore;
+use crate::upcast::Upcasters;
+
+use connect::{cause, describe};
+
+/// Appends waiting for the writer before callers are slowed down.
+const QUEUE_DEPTH: usize = 8_192;
+
+/// How to connect the Postgres store.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    /// Read connections kept open.
+    pub pool_size: usize,
+    /// Extra read connections allowed under load.
+    pub pool_overflow: usize,
+    /// Apply pending migrations (otherwise a database that needs them is refused).
+    pub migrate: bool,
+    /// Upcasting steps for reads.
+    pub upcasters: Upcasters,
+    /// Fault injection for tests.
+    pub commit_hook: Option<CommitHook>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self { pool_size: 5, pool_overflow: 15, migrate: true, upcasters: Upcasters::standard(), commit_hook: None }
+    }
+}
+
+/// The Postgres event store; clones share one pool and one writer.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    location: String,
+    pool: Pool,
+    queue: mpsc::Sender<Submission>,
+    head: watch::Receiver<u64>,
+    upcasters: Upcasters,
+}
+
+impl PostgresStore {
+    /// Connects using a `postgres://` URL.
+    pub async fn connect(url: &str, options: PostgresOptions) -> StoreResult<Self> {
+        Self::connect_with(connect::parse_url(url)?, options).await
+    }
+
+    /// Applies pending migrations to the database at `url`.
+    pub async fn migrate(url: &str) -> StoreResult<MigrationReport> {
+        connect::migrate(&connect::parse_url(url)?, true).await
+    }
+
+    /// Connects using a parsed configuration: checks reachability and the schema, then starts the writer.
+    pub async fn connect_with(config: Config, options: PostgresOptions) -> StoreResult<Self> {
+        let location = describe(&config);
+        connect::migrate(&config, options.migrate).await?;
+        let pool = connect::pool(&config, options.pool_size, options.pool_overflow)?;
+        let head = {
+            let client = pool.get().await.map_err(|error| unavailable(&location, &error))?;
+            let row = client
+                .query_one("SELECT position FROM dossier_log_head WHERE id", &[])
+                .await
+                .map_err(|error| StoreError::Unavailable(format!("{location}: reading the head: {}", cause(&error))))?;
+            row.get::<_, i64>(0) as u64
+        };
+        let (head_sender, head_receiver) = watch::channel(head);
+        let head_sender = Arc::new(head_sender);
+        let (queue_sender, queue_receiver) = mpsc::channel(QUEUE_DEPTH);
+        let writer = writer::Writer {
+            config: config.clone(),
+            queue: queue_receiver,
+            head: Arc::clone(&head_sender),
+            hook: options.commit_hook,
+        };
+        tokio::spawn(writer.run());
+        tokio::spawn(listener::run(config, head_sender));
+        tracing::info!(database = %location, head, "postgres_store_opened");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                location,
+                pool,
+                queue: queue_sender,
+                head: head_receiver,
+                upcasters: options.upcasters,
+            }),
+        })
+    }
+
+    /// `host:port/database`, for messages.
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<tokio_postgres::Row>> {
+        let location = &self.inner.location;
+        let client = self.inner.pool.get().await.map_err(|error| unavailable(location, &error))?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("{location}: {}", cause(&error))))?;
+        client
+            .query(&statement, params)
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("{location}: {}", cause(&error))))
+    }
+
+    async fn read_events(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<RecordedEvent>> {
+        let rows = self.query(sql, params).await?;
+        rows.into_iter()
+            .map(|row| {
+                StoredRow {
+                    position: row.get(0),
+                    event_id: row.get(1),
+                    stream_id: row.get(2),
+                    version: row.get(3),
+                    event_type: row.get(4),
+                    schema_version: i64::from(row.get::<_, i32>(5)),
+                    data: row.get(6),
+                    metadata: row.get(7),
+                    recorded_at_micros: unix_micros(row.get(8)),
+                    prev_hash: row.get(9),
+                    hash: row.get(10),
+                }
+                .decode()
+            })
+            .collect()
+    }
+}
+
+fn unavailable(location: &str, error: &deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(format!("cannot get a Postgres connection to {location}: {error}"))
+}
+
+const SELECT_EVENTS: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data::text,
+                                    metadata::text, recorded_at, prev_hash, hash FROM events";
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        metadata: EventMetadata,
+    ) -> StoreResult<AppendOutcome> {
+        let append = PendingAppend::new(stream, expected, events, metadata)?;
+        let (reply, result) = oneshot::channel();
+        self.inner.queue.send(Submission { append, reply }).await.map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream_stored(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<RecordedEvent>> {
+        let sql = format!("{SELECT_EVENTS} WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3");
+        self.read_events(&sql, &[&stream.as_str(), &to_i64(from_version), &to_i64(limit as u64)]).await
+    }
+
+    async fn read_all_stored(&self, after_position: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
+        let sql = format!("{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2");
+        self.read_events(&sql, &[&to_i64(after_position), &to_i64(limit as u64)]).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> StoreResult<Option<u64>> {
+        let rows = self.query("SELECT max(version) FROM events WHERE stream_id = $1", &[&stream.as_str()]).await?;
+        Ok(rows.first().and_then(|row| row.get::<_, Option<i64>>(0)).map(|version| version as u64))
+    }
+
+    async fn head_position(&self) -> StoreResult<u64> {
+        let rows = self.query("SELECT position FROM dossier_log_head WHERE id", &[]).await?;
+        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0) as u64))
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.head.clone()
+    }
+
+    fn upcasters(&self) -> &Upcasters {
+        &self.inner.upcasters
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.query("SELECT 1", &[]).await.map(|_| ())
+    }
+}

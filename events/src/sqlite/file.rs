@@ -1,0 +1,141 @@
+//! Opening the embedded database file safely: refuse what is not a healthy SQLite file, never overwrite it.
+
+use std::io::Read;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{StoreError, StoreResult};
+use crate::migrate::{self, AppliedMigration, MigrationReport};
+
+const HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Checks an existing file's SQLite header and that it is not shorter than the header says.
+///
+/// SQLite itself only notices truncation when it reads a missing page, possibly long after start-up; the header
+/// records the database size in pages whenever it is trustworthy (change counter = version-valid-for).
+pub(crate) fn check_header(path: &Path) -> StoreResult<()> {
+    let unreadable = |reason: String| StoreError::Unavailable(format!("{}: {reason}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(|error| unreadable(format!("cannot open: {error}")))?;
+    let length = file.metadata().map_err(|error| unreadable(format!("cannot stat: {error}")))?.len();
+    if length == 0 {
+        // SQLite treats an empty file as an empty database.
+        return Ok(());
+    }
+    let mut header = [0u8; 100];
+    if length < 100 || file.read_exact(&mut header).is_err() {
+        return Err(unreadable(format!("truncated database file ({length} bytes, shorter than a SQLite header)")));
+    }
+    if &header[..16] != HEADER {
+        return Err(unreadable("not a SQLite database (bad header); refusing to touch it".into()));
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        size => u64::from(size),
+    };
+    let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
+    let size_is_valid = pages > 0 && header[24..28] == header[92..96];
+    if size_is_valid && length < pages * page_size {
+        return Err(unreadable(format!(
+            "truncated database file: {length} bytes, but its header says {pages} pages of {page_size} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Opens a connection with the pragmas every connection needs.
+pub(crate) fn connect(path: &Path, flags: OpenFlags) -> StoreResult<Connection> {
+    let fail =
+        |what: &str, error: rusqlite::Error| StoreError::Unavailable(format!("{}: {what}: {error}", path.display()));
+    let connection = Connection::open_with_flags(path, flags).map_err(|error| fail("cannot open", error))?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|error| fail("cannot set busy timeout", error))?;
+    // journal_mode reads the header first, so a file that is not a database fails here, before anything is written.
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|error| fail("not a usable database", error))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!("{}: cannot switch to WAL mode (got {mode})", path.display())));
+    }
+    // FULL: a commit survives power loss, not just a crash of the process. Group commit keeps it cheap.
+    connection
+        .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(|error| fail("cannot set pragmas", error))?;
+    Ok(connection)
+}
+
+/// Applies pending migrations (when `apply`), or fails if any are pending (when not).
+pub(crate) fn migrate(connection: &mut Connection, path: &Path, apply: bool) -> StoreResult<MigrationReport> {
+    let location = path.display().to_string();
+    let fail = |error: rusqlite::Error| StoreError::database(format!("{location}: migrating"), error);
+    // The bookkeeping table is the one piece of DDL the runner itself owns.
+    connection
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .map_err(fail)?;
+    let applied = {
+        let mut statement =
+            connection.prepare("SELECT version, checksum FROM schema_migrations ORDER BY version").map_err(fail)?;
+        let rows = statement
+            .query_map([], |row| Ok(AppliedMigration { version: row.get(0)?, checksum: row.get(1)? }))
+            .map_err(fail)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(fail)?
+    };
+    let pending = migrate::pending(migrate::SQLITE, &applied, &location)?;
+    let mut report =
+        MigrationReport { from_version: applied.len() as u32, to_version: applied.len() as u32, applied: Vec::new() };
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    if !apply {
+        return Err(StoreError::Unavailable(format!(
+            "{location}: database schema is at version {}, this binary needs {}: run `dossier migrate`",
+            report.from_version,
+            migrate::SQLITE.len()
+        )));
+    }
+    for migration in pending {
+        let transaction = connection.transaction().map_err(fail)?;
+        transaction.execute_batch(migration.sql).map_err(|error| {
+            StoreError::database(format!("{location}: migration {:04}_{}", migration.version, migration.name), error)
+        })?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![
+                    migration.version,
+                    migration.name,
+                    migration.checksum(),
+                    crate::hash::unix_micros(time::OffsetDateTime::now_utc())
+                ],
+            )
+            .map_err(fail)?;
+        transaction.commit().map_err(fail)?;
+        tracing::info!(database = %location, version = migration.version, name = migration.name, "migration_applied");
+        report.to_version = migration.version;
+        report.applied.push(format!("{:04}_{}", migration.version, migration.name));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_header_with_foreign_file_returns_error() {
+        let dir = std::env::temp_dir().join(format!("dossier-header-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("x.db");
+        std::fs::write(&path, vec![b'x'; 4096]).expect("write");
+        let error = check_header(&path).expect_err("foreign file");
+        assert!(error.to_string().contains("not a SQLite database"), "{error}");
+        std::fs::write(&path, b"SQLite format 3\0").expect("write");
+        let error = check_header(&path).expect_err("short file");
+        assert!(error.to_string().contains("truncated"), "{error}");
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+}

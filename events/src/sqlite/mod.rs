@@ -1,0 +1,300 @@
+//! The embedded backend: the whole log in one SQLite file (WAL mode) under the data directory.
+//!
+//! Threading: one writer thread owns the write connection (see [`writer`]); reads run on tokio's blocking pool,
+//! each on a connection taken from a small pool, concurrently with the writer (WAL readers never block it).
+
+mod file;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::batch::{CommitHook, PendingAppend, Submission};
+use crate::envelope::{AppendOutcome, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+use crate::error::{StoreError, StoreResult};
+use crate::migrate::MigrationReport;
+use crate::rows::{StoredRow, to_i64};
+use crate::store::EventStore;
+use crate::upcast::Upcasters;
+
+/// The file the log lives in, under the data directory.
+pub const DATABASE_FILE: &str = "dossier.db";
+
+/// Appends waiting for the writer before callers are slowed down.
+const QUEUE_DEPTH: usize = 8_192;
+
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+/// How to open the embedded store.
+#[derive(Clone)]
+pub struct SqliteOptions {
+    /// Apply pending migrations (otherwise a database that needs them is refused).
+    pub migrate: bool,
+    /// Create the database when the file does not exist (otherwise its absence is an error).
+    pub create: bool,
+    /// Upcasting steps for reads.
+    pub upcasters: Upcasters,
+    /// Fault injection for tests.
+    pub commit_hook: Option<CommitHook>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { migrate: true, create: true, upcasters: Upcasters::standard(), commit_hook: None }
+    }
+}
+
+/// The embedded event store; clones share one database and one writer.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    queue: mpsc::Sender<Submission>,
+    head: watch::Receiver<u64>,
+    readers: Mutex<Vec<Connection>>,
+    upcasters: Upcasters,
+}
+
+impl SqliteStore {
+    /// Opens (and, per `options`, creates and migrates) the log in `data_dir`.
+    pub async fn open(data_dir: &Path, options: SqliteOptions) -> StoreResult<Self> {
+        let data_dir = data_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&data_dir, options))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("opening the embedded store panicked: {error}")))?
+    }
+
+    /// Applies pending migrations to the log in `data_dir`, creating it if needed.
+    pub async fn migrate(data_dir: &Path) -> StoreResult<MigrationReport> {
+        let path = data_dir.join(DATABASE_FILE);
+        let data_dir = data_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            create_dir(&data_dir)?;
+            if path.exists() {
+                file::check_header(&path)?;
+            }
+            let mut connection = file::connect(&path, OpenFlags::default())?;
+            file::migrate(&mut connection, &path, true)
+        })
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("migrating panicked: {error}")))?
+    }
+
+    fn open_blocking(data_dir: &Path, options: SqliteOptions) -> StoreResult<Self> {
+        let path = data_dir.join(DATABASE_FILE);
+        let flags = if path.exists() {
+            file::check_header(&path)?;
+            OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE
+        } else if options.create {
+            create_dir(data_dir)?;
+            OpenFlags::default()
+        } else {
+            return Err(StoreError::Unavailable(format!("{}: no such database", path.display())));
+        };
+        let mut connection = file::connect(&path, flags)?;
+        file::migrate(&mut connection, &path, options.migrate)?;
+        let head: i64 = connection
+            .query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| row.get(0))
+            .map_err(|error| StoreError::database(format!("{}: reading the head", path.display()), error))?;
+        let (head_sender, head_receiver) = watch::channel(head as u64);
+        let (queue_sender, queue_receiver) = mpsc::channel(QUEUE_DEPTH);
+        let writer = writer::Writer {
+            connection,
+            path: path.clone(),
+            queue: queue_receiver,
+            head: head_sender,
+            hook: options.commit_hook,
+        };
+        std::thread::Builder::new()
+            .name("dossier-sqlite-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|error| StoreError::Unavailable(format!("cannot start the writer thread: {error}")))?;
+        tracing::info!(database = %path.display(), head, "embedded_store_opened");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                queue: queue_sender,
+                head: head_receiver,
+                readers: Mutex::new(Vec::new()),
+                upcasters: options.upcasters,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn quick_check(&self) -> StoreResult<Vec<String>> {
+        self.with_reader(|connection, location| {
+            let mut statement =
+                connection.prepare("PRAGMA quick_check").map_err(|e| StoreError::database(location, e))?;
+            let rows = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(|e| StoreError::database(location, e))?;
+            let lines = rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::database(location, e))?;
+            Ok(lines.into_iter().filter(|line| line != "ok").collect())
+        })
+        .await
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection, &str) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().map_err(|_| StoreError::Closed)?.pop();
+            let connection = match pooled {
+                Some(connection) => connection,
+                None => file::connect(&inner.path, OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE)?,
+            };
+            let location = inner.path.display().to_string();
+            let result = work(&connection, &location);
+            if let Ok(mut readers) = inner.readers.lock()
+                && readers.len() < MAX_IDLE_READERS
+            {
+                readers.push(connection);
+            }
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("read task panicked: {error}")))?
+    }
+}
+
+fn create_dir(dir: &Path) -> StoreResult<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|error| StoreError::Unavailable(format!("{}: cannot create data directory: {error}", dir.display())))
+}
+
+const SELECT_EVENTS: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data, metadata,
+                                    recorded_at, prev_hash, hash FROM events";
+
+fn read_rows(
+    connection: &Connection,
+    location: &str,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<RecordedEvent>> {
+    let fail = |error| StoreError::database(format!("{location}: reading events"), error);
+    let mut statement = connection.prepare_cached(sql).map_err(fail)?;
+    let mut rows = statement.query(params).map_err(fail)?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next().map_err(fail)? {
+        let event_id: Vec<u8> = row.get(1).map_err(fail)?;
+        let position: i64 = row.get(0).map_err(fail)?;
+        let event_id = Uuid::from_slice(&event_id).map_err(|_| StoreError::Corrupt {
+            position: position as u64,
+            reason: "event_id is not 16 bytes".into(),
+        })?;
+        let stored = StoredRow {
+            position,
+            event_id,
+            stream_id: row.get(2).map_err(fail)?,
+            version: row.get(3).map_err(fail)?,
+            event_type: row.get(4).map_err(fail)?,
+            schema_version: row.get(5).map_err(fail)?,
+            data: row.get(6).map_err(fail)?,
+            metadata: row.get(7).map_err(fail)?,
+            recorded_at_micros: row.get(8).map_err(fail)?,
+            prev_hash: row.get(9).map_err(fail)?,
+            hash: row.get(10).map_err(fail)?,
+        };
+        events.push(stored.decode()?);
+    }
+    Ok(events)
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        metadata: EventMetadata,
+    ) -> StoreResult<AppendOutcome> {
+        let append = PendingAppend::new(stream, expected, events, metadata)?;
+        let (reply, result) = oneshot::channel();
+        self.inner.queue.send(Submission { append, reply }).await.map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream_stored(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<RecordedEvent>> {
+        let stream = stream.as_str().to_owned();
+        self.with_reader(move |connection, location| {
+            let sql = format!("{SELECT_EVENTS} WHERE stream_id = ?1 AND version >= ?2 ORDER BY version LIMIT ?3");
+            read_rows(connection, location, &sql, params![stream, to_i64(from_version), to_i64(limit as u64)])
+        })
+        .await
+    }
+
+    async fn read_all_stored(&self, after_position: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
+        self.with_reader(move |connection, location| {
+            let sql = format!("{SELECT_EVENTS} WHERE position > ?1 ORDER BY position LIMIT ?2");
+            read_rows(connection, location, &sql, params![to_i64(after_position), to_i64(limit as u64)])
+        })
+        .await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> StoreResult<Option<u64>> {
+        let stream = stream.as_str().to_owned();
+        self.with_reader(move |connection, location| {
+            connection
+                .query_row("SELECT max(version) FROM events WHERE stream_id = ?1", [stream], |row| {
+                    row.get::<_, Option<i64>>(0)
+                })
+                .optional()
+                .map(|version| version.flatten().map(|v| v as u64))
+                .map_err(|error| StoreError::database(format!("{location}: reading a stream version"), error))
+        })
+        .await
+    }
+
+    async fn head_position(&self) -> StoreResult<u64> {
+        self.with_reader(|connection, location| {
+            connection
+                .query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| row.get::<_, i64>(0))
+                .map(|head| head as u64)
+                .map_err(|error| StoreError::database(format!("{location}: reading the head"), error))
+        })
+        .await
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.head.clone()
+    }
+
+    fn upcasters(&self) -> &Upcasters {
+        &self.inner.upcasters
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.head_position().await.map(|_| ())
+    }
+
+    /// SQLite's `PRAGMA quick_check` of the file.
+    async fn check_storage(&self) -> StoreResult<Vec<String>> {
+        self.quick_check().await
+    }
+}

@@ -1,0 +1,66 @@
+//! Upcasting: old event schemas are rewritten to the current one whenever events are read.
+//!
+//! The log is immutable, so a payload stored under an old schema stays as it was written (and keeps hashing to its
+//! recorded hash); readers see it through a chain of pure functions, each lifting one event type from version `n`
+//! to `n + 1`, until no step applies.
+
+use std::collections::HashMap;
+
+use crate::envelope::RecordedEvent;
+use crate::error::{StoreError, StoreResult};
+
+/// One step of a chain: lifts a payload from one schema version to the next.
+pub type UpcastFn = fn(serde_json::Value) -> Result<serde_json::Value, String>;
+
+/// The upcasting steps a store applies when it reads.
+#[derive(Clone, Default)]
+pub struct Upcasters {
+    steps: HashMap<(String, u32), UpcastFn>,
+}
+
+impl Upcasters {
+    /// No steps: events are read as stored.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Every step dossier's own event types need.
+    pub fn standard() -> Self {
+        let mut upcasters = Self::none();
+        crate::document::register_upcasters(&mut upcasters);
+        upcasters
+    }
+
+    /// Adds the step lifting `event_type` from `from_version` to `from_version + 1`.
+    pub fn register(&mut self, event_type: &str, from_version: u32, step: UpcastFn) -> &mut Self {
+        self.steps.insert((event_type.to_owned(), from_version), step);
+        self
+    }
+
+    /// Lifts an event to the newest schema its type has.
+    pub fn apply(&self, mut event: RecordedEvent) -> StoreResult<RecordedEvent> {
+        if self.steps.is_empty() {
+            return Ok(event);
+        }
+        // Looking up with a borrowed key would need a tuple of references; event types are short.
+        let mut key = (event.event_type.clone(), event.schema_version);
+        while let Some(step) = self.steps.get(&key) {
+            let data = std::mem::take(&mut event.data);
+            event.data = step(data).map_err(|reason| StoreError::Corrupt {
+                position: event.position,
+                reason: format!("cannot upcast {} v{}: {reason}", event.event_type, event.schema_version),
+            })?;
+            event.schema_version += 1;
+            key.1 = event.schema_version;
+        }
+        Ok(event)
+    }
+}
+
+impl std::fmt::Debug for Upcasters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut steps: Vec<_> = self.steps.keys().collect();
+        steps.sort();
+        f.debug_struct("Upcasters").field("steps", &steps).finish()
+    }
+}

@@ -1,0 +1,73 @@
+//! The command line.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// dossier: an event-sourced document ingestion and retrieval backend.
+#[derive(Debug, Parser)]
+#[command(name = "dossier", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API until SIGINT/SIGTERM.
+    Serve {
+        /// Listen address (overrides DOSSIER_BIND).
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// Apply the schema migrations to the configured backend.
+    Migrate,
+    /// Print events as JSON lines.
+    Events {
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only events after this global position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Check every stream's hash chain and the global order; exit 1 naming the first bad event.
+    Verify,
+    /// Benchmarks (print JSON).
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Append throughput and latency, and catch-up read throughput.
+    Append {
+        /// Backend to measure: the configured one by default.
+        #[arg(long, value_enum)]
+        backend: Option<BenchBackend>,
+        /// Events for the catch-up read measurement.
+        #[arg(long, default_value_t = 1_000_000)]
+        read_events: u64,
+        /// Seconds each append measurement runs.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+}
+
+/// A backend to benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchBackend {
+    /// SQLite in a scratch directory.
+    Embedded,
+    /// A scratch database created next to DATABASE_URL's.
+    Postgres,
+}

@@ -1,0 +1,5 @@
+//! The subcommands other than `serve`.
+
+pub mod bench;
+pub mod events;
+pub mod verify;

@@ -1,0 +1,135 @@
+//! Configuration: one typed [`Settings`], read from the environment (and an optional `.env` file).
+//!
+//! Secrets (`DATABASE_URL`, which may hold a password, and `SECRET_KEY`) are [`SecretString`]s: their `Debug` output
+//! is redacted and they are never logged.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything dossier can be configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: the Postgres log; absent means the embedded SQLite log under `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// `DOSSIER_DATA_DIR`: embedded databases and uploaded files (default `./data`).
+    pub data_dir: PathBuf,
+    /// `SECRET_KEY`: signs API tokens.
+    pub secret_key: Option<SecretString>,
+    /// `DOSSIER_BIND`: the HTTP listen address (default `127.0.0.1:8080`; port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// `LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `DB_POOL_SIZE`: Postgres connections kept open (default 5).
+    pub pool_size: usize,
+    /// `DB_POOL_OVERFLOW`: extra Postgres connections allowed under load (default 15).
+    pub pool_overflow: usize,
+    /// `DOSSIER_AUTO_MIGRATE`: apply pending migrations when the server starts (default true).
+    pub auto_migrate: bool,
+}
+
+/// A setting that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}: {reason}")]
+pub struct SettingsError {
+    /// The environment variable.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment, after loading `.env` if there is one (variables already
+    /// set win over the file).
+    pub fn from_env() -> Result<Self, SettingsError> {
+        if let Err(error) = dotenvy::dotenv()
+            && !error.not_found()
+        {
+            return Err(SettingsError { name: ".env", reason: error.to_string() });
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        Ok(Self {
+            database_url: get("DATABASE_URL").map(SecretString::from),
+            data_dir: get("DOSSIER_DATA_DIR").map_or_else(|| PathBuf::from("data"), PathBuf::from),
+            secret_key: get("SECRET_KEY").map(SecretString::from),
+            bind: parse(&get, "DOSSIER_BIND", "127.0.0.1:8080".parse().unwrap_or(([127, 0, 0, 1], 8080).into()))?,
+            log_format: match get("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(SettingsError { name: "LOG_FORMAT", reason: format!("{other:?} (use text or json)") });
+                }
+            },
+            pool_size: parse(&get, "DB_POOL_SIZE", 5)?,
+            pool_overflow: parse(&get, "DB_POOL_OVERFLOW", 15)?,
+            auto_migrate: parse(&get, "DOSSIER_AUTO_MIGRATE", true)?,
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, SettingsError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(text) => text.trim().parse().map_err(|error| SettingsError { name, reason: format!("{text:?}: {error}") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn from_lookup_with_nothing_set_returns_embedded_defaults() {
+        let settings = settings(&[]).expect("defaults");
+        assert!(settings.database_url.is_none());
+        assert_eq!(settings.data_dir, PathBuf::from("data"));
+        assert_eq!((settings.pool_size, settings.pool_overflow), (5, 15));
+        assert_eq!(settings.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn from_lookup_with_bad_values_names_the_variable() {
+        let error = settings(&[("DB_POOL_SIZE", "five")]).expect_err("bad number");
+        assert_eq!(error.name, "DB_POOL_SIZE");
+        let error = settings(&[("LOG_FORMAT", "xml")]).expect_err("bad format");
+        assert_eq!(error.name, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let settings =
+            settings(&[("DATABASE_URL", "postgres://u:hunter2@h/db"), ("SECRET_KEY", "s3cr3t-value")]).expect("valid");
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("s3cr3t-value"), "{debug}");
+        assert_eq!(settings.secret_key.as_ref().map(|key| key.expose_secret().len()), Some(12));
+    }
+}

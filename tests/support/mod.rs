@@ -1,0 +1,153 @@
+//! Shared fixtures: scratch stores on each backend, and the dossier binary.
+
+pub mod naive_store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dossier_events::postgres::connect::{create_database, drop_database, parse_url};
+use dossier_events::postgres::{PostgresOptions, PostgresStore};
+use dossier_events::sqlite::{DATABASE_FILE, SqliteOptions, SqliteStore};
+use dossier_events::{CommitHook, EventStore};
+use uuid::Uuid;
+
+/// The backends every contract test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Postgres,
+}
+
+/// The admin URL of the test Postgres server (scripts/test.sh provides one).
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
+        panic!("DATABASE_URL is not set: run the tests with scripts/test.sh, which starts a throwaway Postgres")
+    })
+}
+
+/// A fresh, empty place for one test's log: a temporary directory or a new Postgres database. Removed on drop.
+pub struct Scratch {
+    pub backend: Backend,
+    pub dir: PathBuf,
+    database: Option<String>,
+}
+
+impl Scratch {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = std::env::temp_dir().join(format!("dossier-test-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        let database = match backend {
+            Backend::Embedded => None,
+            Backend::Postgres => {
+                let name = format!("dossier_test_{}", Uuid::now_v7().simple());
+                let admin = parse_url(&admin_url()).expect("valid DATABASE_URL");
+                create_database(&admin, &name).await.expect("create scratch database");
+                Some(name)
+            }
+        };
+        Self { backend, dir, database }
+    }
+
+    /// The URL of the scratch database (Postgres only).
+    pub fn database_url(&self) -> Option<String> {
+        let name = self.database.as_ref()?;
+        let admin = admin_url();
+        let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
+        let (server, _) =
+            base.rsplit_once('/').filter(|(s, _)| s.contains("//") && !s.ends_with('/')).unwrap_or((base, ""));
+        Some(match query {
+            Some(query) => format!("{server}/{name}?{query}"),
+            None => format!("{server}/{name}"),
+        })
+    }
+
+    pub async fn open(&self) -> Arc<dyn EventStore> {
+        self.open_with(None).await
+    }
+
+    pub async fn open_with(&self, hook: Option<CommitHook>) -> Arc<dyn EventStore> {
+        match self.backend {
+            Backend::Embedded => {
+                let options = SqliteOptions { commit_hook: hook, ..SqliteOptions::default() };
+                Arc::new(SqliteStore::open(&self.data_dir(), options).await.expect("open embedded store"))
+            }
+            Backend::Postgres => {
+                let url = self.database_url().expect("postgres scratch");
+                let options = PostgresOptions { commit_hook: hook, ..PostgresOptions::default() };
+                Arc::new(PostgresStore::connect(&url, options).await.expect("connect postgres store"))
+            }
+        }
+    }
+
+    /// Runs one SQL statement directly against the backend's database (to play an attacker or a broken disk).
+    pub async fn execute_sql(&self, sql: &str) -> u64 {
+        match self.backend {
+            Backend::Embedded => {
+                let connection = rusqlite::Connection::open(self.data_dir().join(DATABASE_FILE)).expect("open sqlite");
+                connection.execute(sql, []).expect("execute sql") as u64
+            }
+            Backend::Postgres => {
+                let config = parse_url(&self.database_url().expect("postgres scratch")).expect("valid url");
+                let client = dossier_events::postgres::connect::connect(&config).await.expect("connect");
+                client.execute(sql, &[]).await.expect("execute sql")
+            }
+        }
+    }
+
+    /// A `dossier` command configured for this scratch store.
+    pub fn dossier(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dossier"));
+        command.current_dir(&self.dir).env_remove("DATABASE_URL").env("DOSSIER_DATA_DIR", self.data_dir());
+        command.env("RUST_LOG", "warn");
+        if let Some(url) = self.database_url() {
+            command.env("DATABASE_URL", url);
+        }
+        command
+    }
+
+    /// The embedded store's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(name) = self.database.take() {
+            // Drop runs inside the test's runtime, which cannot block on itself: use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async {
+                    if let Ok(admin) = parse_url(&admin_url()) {
+                        let _ = drop_database(&admin, &name).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Instantiates each named async test body once per backend, as `embedded::name` and `postgres::name`.
+#[macro_export]
+macro_rules! contract_tests {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test($crate::support::Backend::Embedded).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test($crate::support::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
