@@ -275,6 +275,39 @@ pub(crate) fn fill_batch(
     batch
 }
 
+/// The longest a writer waits for more appends before committing a batch.
+const MAX_LINGER: Duration = Duration::from_micros(500);
+
+/// Group-commit pacing: how long a writer should wait for more appends before it commits.
+///
+/// Callers that append in a loop come back right after their reply; a writer that commits the moment the first of
+/// them returns commits a batch of one while the others queue behind it. So when the last two batches together held
+/// more appends than the queue holds now, the writer waits (at most half as long as a commit takes, and never more
+/// than [`MAX_LINGER`]) for them. A lone sequential caller (batches of one) never waits.
+#[derive(Debug, Default)]
+pub(crate) struct Linger {
+    recent: [usize; 2],
+    last_commit: Duration,
+}
+
+impl Linger {
+    /// How many appends are worth waiting for.
+    pub fn target(&self) -> usize {
+        if self.recent.iter().all(|&appends| appends <= 1) { 0 } else { self.recent[0] + self.recent[1] }
+    }
+
+    /// How long to wait for them at most.
+    pub fn budget(&self) -> Duration {
+        (self.last_commit / 2).min(MAX_LINGER)
+    }
+
+    /// Records a committed batch.
+    pub fn record(&mut self, appends: usize, took: Duration) {
+        self.recent = [self.recent[1], appends];
+        self.last_commit = took;
+    }
+}
+
 /// Sends each append's result to its caller (a caller that gave up is ignored).
 pub(crate) fn reply_all(batch: Vec<Submission>, results: Vec<StoreResult<AppendOutcome>>) {
     for (submission, result) in batch.into_iter().zip(results) {

@@ -7,35 +7,49 @@ use crate::envelope::{EventMetadata, RecordedEvent, StreamId};
 use crate::error::{StoreError, StoreResult};
 use crate::hash::Hash;
 
-/// The columns of one `events` row, as the drivers hand them over.
-pub(crate) struct StoredRow {
+/// The columns of one `events` row, borrowed from the driver's buffers (decoding copies only what it keeps).
+pub(crate) struct StoredRow<'a> {
     pub position: i64,
     pub event_id: Uuid,
-    pub stream_id: String,
+    pub stream_id: &'a str,
     pub version: i64,
-    pub event_type: String,
+    pub event_type: &'a str,
     pub schema_version: i64,
-    pub data: String,
-    pub metadata: String,
+    pub data: &'a str,
+    pub metadata: &'a str,
     pub recorded_at_micros: i64,
-    pub prev_hash: Vec<u8>,
-    pub hash: Vec<u8>,
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
 }
 
-impl StoredRow {
+/// The last metadata decoded, by its text: all events of one append share it, so a page of events mostly parses
+/// it once.
+#[derive(Default)]
+pub(crate) struct MetadataCache {
+    last: Option<(String, EventMetadata)>,
+}
+
+impl StoredRow<'_> {
     /// Decodes the row; anything malformed is [`StoreError::Corrupt`] naming the position, stream and version.
-    pub fn decode(self) -> StoreResult<RecordedEvent> {
+    pub fn decode(&self, cache: &mut MetadataCache) -> StoreResult<RecordedEvent> {
         let position = u64::try_from(self.position).unwrap_or(0);
         let corrupt = |what: String| StoreError::Corrupt {
             position,
             reason: format!("stream {} version {}: {what}", self.stream_id, self.version),
         };
-        let data = serde_json::from_str(&self.data).map_err(|error| corrupt(format!("data is not JSON: {error}")))?;
-        let metadata: EventMetadata =
-            serde_json::from_str(&self.metadata).map_err(|error| corrupt(format!("bad metadata: {error}")))?;
-        let prev_hash = Hash::from_slice(&self.prev_hash).ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?;
-        let hash = Hash::from_slice(&self.hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?;
-        let stream_id = StreamId::new(self.stream_id.clone()).map_err(|error| corrupt(error.to_string()))?;
+        let data = serde_json::from_str(self.data).map_err(|error| corrupt(format!("data is not JSON: {error}")))?;
+        let metadata = match &cache.last {
+            Some((text, parsed)) if text == self.metadata => parsed.clone(),
+            _ => {
+                let parsed: EventMetadata =
+                    serde_json::from_str(self.metadata).map_err(|error| corrupt(format!("bad metadata: {error}")))?;
+                cache.last = Some((self.metadata.to_owned(), parsed.clone()));
+                parsed
+            }
+        };
+        let prev_hash = Hash::from_slice(self.prev_hash).ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?;
+        let hash = Hash::from_slice(self.hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?;
+        let stream_id = StreamId::new(self.stream_id).map_err(|error| corrupt(error.to_string()))?;
         let version = u64::try_from(self.version).map_err(|_| corrupt("negative version".into()))?;
         let schema_version =
             u32::try_from(self.schema_version).map_err(|_| corrupt("schema_version out of range".into()))?;
@@ -44,7 +58,7 @@ impl StoredRow {
             stream_id,
             version,
             position,
-            event_type: self.event_type,
+            event_type: self.event_type.to_owned(),
             schema_version,
             data,
             metadata,

@@ -9,13 +9,15 @@ INSERT INTO dossier_log_head (id, position) VALUES (true, 0);
 CREATE TABLE events (
     position       bigint      PRIMARY KEY CHECK (position > 0),
     event_id       uuid        NOT NULL UNIQUE,
-    stream_id      text        NOT NULL,
+    -- COLLATE "C": stream ids are identifiers; byte order is all the index needs, and far cheaper than a locale.
+    stream_id      text        COLLATE "C" NOT NULL,
     version        bigint      NOT NULL CHECK (version > 0),
     event_type     text        NOT NULL,
     schema_version integer     NOT NULL CHECK (schema_version > 0),
-    -- json (not jsonb) keeps the canonical text exactly as it was hashed.
-    data           json        NOT NULL,
-    metadata       json        NOT NULL,
+    -- The canonical JSON text exactly as it was hashed (dossier validates it before hashing; the hash chain
+    -- catches any later edit). Query it with data::jsonb.
+    data           text        NOT NULL,
+    metadata       text        NOT NULL,
     recorded_at    timestamptz NOT NULL,
     prev_hash      bytea       NOT NULL CHECK (length(prev_hash) = 32),
     hash           bytea       NOT NULL CHECK (length(hash) = 32),
@@ -24,8 +26,8 @@ CREATE TABLE events (
 
 -- Durable idempotency: the first outcome of every (tenant, key).
 CREATE TABLE idempotency_keys (
-    tenant_id      text        NOT NULL,
-    key            text        NOT NULL,
+    tenant_id      text        COLLATE "C" NOT NULL,
+    key            text        COLLATE "C" NOT NULL,
     request_hash   bytea       NOT NULL,
     stream_id      text        NOT NULL,
     first_version  bigint      NOT NULL,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::Config;
 use tokio_postgres::types::ToSql;
@@ -17,7 +18,7 @@ use crate::envelope::{AppendOutcome, EventMetadata, ExpectedVersion, NewEvent, R
 use crate::error::{StoreError, StoreResult};
 use crate::hash::unix_micros;
 use crate::migrate::MigrationReport;
-use crate::rows::{StoredRow, to_i64};
+use crate::rows::{MetadataCache, StoredRow, to_i64};
 use crate::store::EventStore;
 use crate::upcast::Upcasters;
 
@@ -126,26 +127,34 @@ impl PostgresStore {
             .map_err(|error| StoreError::Unavailable(format!("{location}: {}", cause(&error))))
     }
 
+    /// Runs an event query and decodes rows as they stream in, so decoding overlaps the server producing them.
     async fn read_events(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<RecordedEvent>> {
-        let rows = self.query(sql, params).await?;
-        rows.into_iter()
-            .map(|row| {
-                StoredRow {
-                    position: row.get(0),
-                    event_id: row.get(1),
-                    stream_id: row.get(2),
-                    version: row.get(3),
-                    event_type: row.get(4),
-                    schema_version: i64::from(row.get::<_, i32>(5)),
-                    data: row.get(6),
-                    metadata: row.get(7),
-                    recorded_at_micros: unix_micros(row.get(8)),
-                    prev_hash: row.get(9),
-                    hash: row.get(10),
-                }
-                .decode()
-            })
-            .collect()
+        let location = &self.inner.location;
+        let failed = |error: tokio_postgres::Error| StoreError::Unavailable(format!("{location}: {}", cause(&error)));
+        let client = self.inner.pool.get().await.map_err(|error| unavailable(location, &error))?;
+        let statement = client.prepare_cached(sql).await.map_err(failed)?;
+        let rows = client.query_raw(&statement, params.iter().copied()).await.map_err(failed)?;
+        futures::pin_mut!(rows);
+        let mut events = Vec::new();
+        let mut metadata = MetadataCache::default();
+        while let Some(row) = rows.next().await {
+            let row = row.map_err(failed)?;
+            let stored = StoredRow {
+                position: row.try_get(0).map_err(failed)?,
+                event_id: row.try_get(1).map_err(failed)?,
+                stream_id: row.try_get(2).map_err(failed)?,
+                version: row.try_get(3).map_err(failed)?,
+                event_type: row.try_get(4).map_err(failed)?,
+                schema_version: i64::from(row.try_get::<_, i32>(5).map_err(failed)?),
+                data: row.try_get(6).map_err(failed)?,
+                metadata: row.try_get(7).map_err(failed)?,
+                recorded_at_micros: unix_micros(row.try_get(8).map_err(failed)?),
+                prev_hash: row.try_get(9).map_err(failed)?,
+                hash: row.try_get(10).map_err(failed)?,
+            };
+            events.push(stored.decode(&mut metadata)?);
+        }
+        Ok(events)
     }
 }
 
@@ -153,8 +162,8 @@ fn unavailable(location: &str, error: &deadpool_postgres::PoolError) -> StoreErr
     StoreError::Unavailable(format!("cannot get a Postgres connection to {location}: {error}"))
 }
 
-const SELECT_EVENTS: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data::text,
-                                    metadata::text, recorded_at, prev_hash, hash FROM events";
+const SELECT_EVENTS: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data,
+                                    metadata, recorded_at, prev_hash, hash FROM events";
 
 #[async_trait]
 impl EventStore for PostgresStore {

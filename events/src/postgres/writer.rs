@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::connect::{cause, connect, describe};
 use crate::batch::{
-    self, CommitAction, CommitHook, PendingAppend, Plan, StreamHead, Submission, fill_batch, idempotency_record,
+    self, CommitAction, CommitHook, Linger, PendingAppend, Plan, StreamHead, Submission, fill_batch, idempotency_record,
 };
 use crate::error::{StoreError, StoreResult};
 use crate::hash::Hash;
@@ -35,7 +35,7 @@ const KNOWN_KEYS: &str = "SELECT k.tenant_id, k.key, k.request_hash, k.stream_id
       ON k.tenant_id = u.tenant_id AND k.key = u.key";
 const INSERT_EVENTS: &str = "INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version,
                                    data, metadata, recorded_at, prev_hash, hash)
-    SELECT p, i, s, v, t, sv, d::json, m::json, $9, ph, h
+    SELECT p, i, s, v, t, sv, d, m, $9, ph, h
     FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], $8::text[],
                 $10::bytea[], $11::bytea[]) AS u(p, i, s, v, t, sv, d, m, ph, h)";
 const INSERT_KEYS: &str = "INSERT INTO idempotency_keys (tenant_id, key, request_hash, stream_id, first_version,
@@ -80,9 +80,18 @@ impl Writer {
     /// Runs until every sender is dropped, reconnecting after connection failures.
     pub async fn run(mut self) {
         let mut connection: Option<(Client, Statements)> = None;
+        let mut linger = Linger::default();
         while let Some(first) = self.queue.recv().await {
             let queue = &mut self.queue;
-            let batch = fill_batch(first, || queue.try_recv().ok(), MAX_BATCH_EVENTS);
+            let mut batch = fill_batch(first, || queue.try_recv().ok(), MAX_BATCH_EVENTS);
+            let waiting = Instant::now();
+            while batch.len() < linger.target() && waiting.elapsed() < linger.budget() {
+                match queue.try_recv() {
+                    Ok(submission) => batch.push(submission),
+                    Err(mpsc::error::TryRecvError::Empty) => tokio::task::yield_now().await,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            }
             if connection.as_ref().is_none_or(|(client, _)| client.is_closed()) {
                 connection = match self.open().await {
                     Ok(opened) => Some(opened),
@@ -99,8 +108,17 @@ impl Writer {
                 continue;
             };
             let appends: Vec<&PendingAppend> = batch.iter().map(|submission| &submission.append).collect();
-            match commit(client, statements, &appends, self.hook.as_ref()).await {
+            let started = Instant::now();
+            let result = commit(client, statements, &appends, self.hook.as_ref()).await;
+            linger.record(appends.len(), started.elapsed());
+            match result {
                 Ok(plan) => {
+                    tracing::trace!(
+                        appends = appends.len(),
+                        events = plan.rows.len(),
+                        head = plan.head,
+                        "batch_committed"
+                    );
                     let head = plan.head;
                     self.head.send_if_modified(|known| {
                         let newer = head > *known;
@@ -129,31 +147,51 @@ impl Writer {
     }
 }
 
+/// Commits one batch. Round trips: {BEGIN, lock, stream heads, keys} pipelined; then the writes pipelined with
+/// COMMIT (or, with a hook, the writes, then the hook's decision, then COMMIT/ROLLBACK).
 async fn commit(
-    client: &mut Client,
+    client: &Client,
+    statements: &Statements,
+    appends: &[&PendingAppend],
+    hook: Option<&CommitHook>,
+) -> StoreResult<Plan> {
+    let result = commit_open(client, statements, appends, hook).await;
+    if result.is_err() && !client.is_closed() {
+        // Harmless when the transaction already ended: Postgres only warns.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    result
+}
+
+async fn commit_open(
+    client: &Client,
     statements: &Statements,
     appends: &[&PendingAppend],
     hook: Option<&CommitHook>,
 ) -> StoreResult<Plan> {
     let fail = |error: tokio_postgres::Error| StoreError::Unavailable(format!("appending: {}", cause(&error)));
-    let transaction = client.transaction().await.map_err(fail)?;
-    let head: i64 = transaction.query_one(&statements.lock_head, &[]).await.map_err(fail)?.get(0);
-
     let mut streams: Vec<&str> = appends.iter().map(|append| append.stream.as_str()).collect();
     streams.sort_unstable();
     streams.dedup();
     let scopes: Vec<(String, String)> = appends.iter().filter_map(|append| append.idempotency_scope()).collect();
     let tenants: Vec<&str> = scopes.iter().map(|scope| scope.0.as_str()).collect();
     let keys: Vec<&str> = scopes.iter().map(|scope| scope.1.as_str()).collect();
-    let (head_rows, key_rows) =
-        futures::try_join!(async { transaction.query(&statements.stream_heads, &[&streams]).await }, async {
+    // One connection runs its statements in order, so the reads below run after the lock was granted and see
+    // every batch committed before it.
+    let ((), lock_row, head_rows, key_rows) = futures::try_join!(
+        client.batch_execute("BEGIN"),
+        client.query_one(&statements.lock_head, &[]),
+        async { client.query(&statements.stream_heads, &[&streams]).await },
+        async {
             if scopes.is_empty() {
                 Ok(Vec::new())
             } else {
-                transaction.query(&statements.known_keys, &[&tenants, &keys]).await
+                client.query(&statements.known_keys, &[&tenants, &keys]).await
             }
-        })
-        .map_err(fail)?;
+        }
+    )
+    .map_err(fail)?;
+    let head: i64 = lock_row.get(0);
 
     let mut heads = HashMap::with_capacity(head_rows.len());
     for row in head_rows {
@@ -175,26 +213,35 @@ async fn commit(
     }
 
     let plan = batch::plan(appends, &mut heads, &mut known, head as u64, batch::now_micros());
-    if !plan.rows.is_empty() {
-        write_plan(&transaction, statements, &plan).await.map_err(fail)?;
-    }
-    match hook.map_or(CommitAction::Commit, |hook| hook(appends.len(), plan.rows.len())) {
-        CommitAction::Commit => {}
-        CommitAction::DelayThenCommit(delay) => tokio::time::sleep(delay).await,
-        CommitAction::Rollback => {
-            transaction.rollback().await.map_err(fail)?;
-            return Err(batch::injected_rollback());
+    let writes = async {
+        if plan.rows.is_empty() {
+            return Ok(());
+        }
+        write_plan(client, statements, &plan).await
+    };
+    match hook {
+        None => {
+            futures::try_join!(writes, client.batch_execute("COMMIT")).map_err(fail)?;
+        }
+        Some(hook) => {
+            writes.await.map_err(fail)?;
+            match hook(appends.len(), plan.rows.len()) {
+                CommitAction::Commit => {}
+                CommitAction::DelayThenCommit(delay) => tokio::time::sleep(delay).await,
+                CommitAction::Rollback => {
+                    client.batch_execute("ROLLBACK").await.map_err(fail)?;
+                    return Err(batch::injected_rollback());
+                }
+            }
+            client.batch_execute("COMMIT").await.map_err(fail)?;
         }
     }
-    transaction.commit().await.map_err(fail)?;
     Ok(plan)
 }
 
-async fn write_plan(
-    transaction: &tokio_postgres::Transaction<'_>,
-    statements: &Statements,
-    plan: &Plan,
-) -> Result<(), tokio_postgres::Error> {
+/// The batch's writes, pipelined: the events (one `unnest` statement, which pipelines with the rest and measured as
+/// fast as binary COPY here), the idempotency records, the head and the notification.
+async fn write_plan(transaction: &Client, statements: &Statements, plan: &Plan) -> Result<(), tokio_postgres::Error> {
     let rows = &plan.rows;
     let positions: Vec<i64> = rows.iter().map(|row| to_i64(row.position)).collect();
     let ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();

@@ -18,7 +18,7 @@ use crate::batch::{CommitHook, PendingAppend, Submission};
 use crate::envelope::{AppendOutcome, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use crate::error::{StoreError, StoreResult};
 use crate::migrate::MigrationReport;
-use crate::rows::{StoredRow, to_i64};
+use crate::rows::{MetadataCache, StoredRow, to_i64};
 use crate::store::EventStore;
 use crate::upcast::Upcasters;
 
@@ -191,27 +191,32 @@ fn read_rows(
     let mut statement = connection.prepare_cached(sql).map_err(fail)?;
     let mut rows = statement.query(params).map_err(fail)?;
     let mut events = Vec::new();
+    let mut metadata = MetadataCache::default();
     while let Some(row) = rows.next().map_err(fail)? {
-        let event_id: Vec<u8> = row.get(1).map_err(fail)?;
         let position: i64 = row.get(0).map_err(fail)?;
-        let event_id = Uuid::from_slice(&event_id).map_err(|_| StoreError::Corrupt {
-            position: position as u64,
-            reason: "event_id is not 16 bytes".into(),
-        })?;
+        let corrupt = |reason: &str| StoreError::Corrupt { position: position as u64, reason: reason.to_owned() };
+        let text = |index: usize| -> StoreResult<&str> {
+            std::str::from_utf8(row.get_ref(index).map_err(fail)?.as_bytes().map_err(|error| fail(error.into()))?)
+                .map_err(|_| corrupt("text column is not UTF-8"))
+        };
+        let blob = |index: usize| -> StoreResult<&[u8]> {
+            row.get_ref(index).map_err(fail)?.as_blob().map_err(|error| fail(error.into()))
+        };
+        let event_id = Uuid::from_slice(blob(1)?).map_err(|_| corrupt("event_id is not 16 bytes"))?;
         let stored = StoredRow {
             position,
             event_id,
-            stream_id: row.get(2).map_err(fail)?,
+            stream_id: text(2)?,
             version: row.get(3).map_err(fail)?,
-            event_type: row.get(4).map_err(fail)?,
+            event_type: text(4)?,
             schema_version: row.get(5).map_err(fail)?,
-            data: row.get(6).map_err(fail)?,
-            metadata: row.get(7).map_err(fail)?,
+            data: text(6)?,
+            metadata: text(7)?,
             recorded_at_micros: row.get(8).map_err(fail)?,
-            prev_hash: row.get(9).map_err(fail)?,
-            hash: row.get(10).map_err(fail)?,
+            prev_hash: blob(9)?,
+            hash: blob(10)?,
         };
-        events.push(stored.decode()?);
+        events.push(stored.decode(&mut metadata)?);
     }
     Ok(events)
 }

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, watch};
 
 use crate::batch::{
-    self, CommitAction, CommitHook, PendingAppend, Plan, StreamHead, Submission, fill_batch, idempotency_record,
+    self, CommitAction, CommitHook, Linger, PendingAppend, Plan, StreamHead, Submission, fill_batch, idempotency_record,
 };
 use crate::error::{StoreError, StoreResult};
 use crate::hash::{Hash, unix_micros};
@@ -28,11 +29,23 @@ pub(crate) struct Writer {
 impl Writer {
     /// Runs until every sender is dropped.
     pub fn run(mut self) {
+        let mut linger = Linger::default();
         while let Some(first) = self.queue.blocking_recv() {
             let queue = &mut self.queue;
-            let batch = fill_batch(first, || queue.try_recv().ok(), MAX_BATCH_EVENTS);
+            let mut batch = fill_batch(first, || queue.try_recv().ok(), MAX_BATCH_EVENTS);
+            let waiting = Instant::now();
+            while batch.len() < linger.target() && waiting.elapsed() < linger.budget() {
+                match queue.try_recv() {
+                    Ok(submission) => batch.push(submission),
+                    Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            }
             let appends: Vec<&PendingAppend> = batch.iter().map(|submission| &submission.append).collect();
-            match self.commit(&appends) {
+            let started = Instant::now();
+            let result = self.commit(&appends);
+            linger.record(appends.len(), started.elapsed());
+            match result {
                 Ok(plan) => {
                     if !plan.rows.is_empty() {
                         self.head.send_replace(plan.head);
