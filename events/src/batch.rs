@@ -2,7 +2,7 @@
 //!
 //! Each backend runs one writer that takes every append waiting in its queue, opens one transaction, takes the
 //! log's write lock, loads the heads of the streams involved and the idempotency records of the keys involved,
-//! and then calls [`plan`]: a pure function that decides each append (conflict, idempotent replay, or commit),
+//! and then calls `plan`: a pure function that decides each append (conflict, idempotent replay, or commit),
 //! numbers the committed events with consecutive versions and global positions, and chains their hashes. The
 //! backend writes what the plan says and commits; the lock is held through the commit, so positions become
 //! visible in the order they were assigned and a reader following positions can never skip one. Batching many
@@ -61,18 +61,12 @@ impl PendingAppend {
             }
         }
         let data_json: Vec<String> = events.iter().map(|event| canonical_json(&event.data)).collect();
-        let mut hasher = Sha256::new();
-        hasher.update(stream.as_str().as_bytes());
-        hasher.update([0]);
-        hasher.update(expected.to_string().as_bytes());
-        for (event, data) in events.iter().zip(&data_json) {
-            hasher.update([0]);
-            hasher.update(event.event_type.as_bytes());
-            hasher.update(event.schema_version.to_be_bytes());
-            hasher.update((data.len() as u64).to_be_bytes());
-            hasher.update(data.as_bytes());
-        }
-        let request_hash = Hash(hasher.finalize().into());
+        // Only a keyed append can be replayed, so only a keyed append needs its request fingerprint.
+        let request_hash = if metadata.idempotency_key.is_some() {
+            request_fingerprint(stream, expected, &events, &data_json)
+        } else {
+            Hash::ZERO
+        };
         let metadata_json = metadata_json(&metadata);
         Ok(Self { stream: stream.clone(), expected, events, data_json, metadata, metadata_json, request_hash })
     }
@@ -81,6 +75,28 @@ impl PendingAppend {
     pub fn idempotency_scope(&self) -> Option<(String, String)> {
         self.metadata.idempotency_key.as_ref().map(|key| (self.metadata.tenant_id.clone(), key.clone()))
     }
+}
+
+/// Identifies a request for idempotency: stream, expectation and payloads (not ids, timestamps or request ids, which
+/// a retry renews).
+fn request_fingerprint(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    data_json: &[String],
+) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update(stream.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(expected.to_string().as_bytes());
+    for (event, data) in events.iter().zip(data_json) {
+        hasher.update([0]);
+        hasher.update(event.event_type.as_bytes());
+        hasher.update(event.schema_version.to_be_bytes());
+        hasher.update((data.len() as u64).to_be_bytes());
+        hasher.update(data.as_bytes());
+    }
+    Hash(hasher.finalize().into())
 }
 
 /// An append waiting in a writer's queue, with the channel its caller awaits the result on.
@@ -105,17 +121,17 @@ pub(crate) struct IdempotencyRecord {
     pub outcome: AppendOutcome,
 }
 
-/// One event row to insert.
+/// One event row to insert, borrowing its text from the append it belongs to.
 #[derive(Debug)]
-pub(crate) struct EventRow {
+pub(crate) struct EventRow<'a> {
     pub position: u64,
     pub event_id: Uuid,
-    pub stream_id: String,
+    pub stream_id: &'a str,
     pub version: u64,
-    pub event_type: String,
+    pub event_type: &'a str,
     pub schema_version: u32,
-    pub data_json: String,
-    pub metadata_json: String,
+    pub data_json: &'a str,
+    pub metadata_json: &'a str,
     pub recorded_at_micros: i64,
     pub prev_hash: Hash,
     pub hash: Hash,
@@ -123,15 +139,33 @@ pub(crate) struct EventRow {
 
 /// What a writer must do for one batch.
 #[derive(Debug, Default)]
-pub(crate) struct Plan {
+pub(crate) struct Plan<'a> {
     /// Event rows, in position order.
-    pub rows: Vec<EventRow>,
+    pub rows: Vec<EventRow<'a>>,
     /// New idempotency records.
     pub idempotency: Vec<IdempotencyRecord>,
     /// The result of each append of the batch, in order.
     pub results: Vec<StoreResult<AppendOutcome>>,
     /// The log's head position after the batch.
     pub head: u64,
+}
+
+/// What a committed batch tells its callers.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    /// The result of each append, in order.
+    pub results: Vec<StoreResult<AppendOutcome>>,
+    /// The log's head position after the batch.
+    pub head: u64,
+    /// Events written.
+    pub events: usize,
+}
+
+impl Plan<'_> {
+    /// The plan's outcome, once its writes are committed.
+    pub fn committed(self) -> Committed {
+        Committed { results: self.results, head: self.head, events: self.rows.len() }
+    }
 }
 
 /// The current time truncated to microseconds, the precision every backend stores.
@@ -148,16 +182,16 @@ pub(crate) fn from_micros(micros: i64) -> OffsetDateTime {
 /// Decides a batch. `heads` holds the current head of every existing stream the batch touches and `known` every
 /// existing idempotency record for the batch's keys; both are updated as appends are accepted, so that two appends
 /// to one stream (or with one key) within a batch see each other.
-pub(crate) fn plan(
-    batch: &[&PendingAppend],
+pub(crate) fn plan<'a>(
+    batch: &[&'a PendingAppend],
     heads: &mut HashMap<String, StreamHead>,
     known: &mut HashMap<(String, String), IdempotencyRecord>,
     head_position: u64,
     recorded_at: OffsetDateTime,
-) -> Plan {
+) -> Plan<'a> {
     let micros = unix_micros(recorded_at);
     let mut plan = Plan { head: head_position, ..Plan::default() };
-    for append in batch {
+    for &append in batch {
         let scope = append.idempotency_scope();
         if let Some(record) = scope.as_ref().and_then(|scope| known.get(scope)) {
             plan.results.push(if record.request_hash == append.request_hash {
@@ -198,12 +232,12 @@ pub(crate) fn plan(
             plan.rows.push(EventRow {
                 position: plan.head,
                 event_id: event.event_id,
-                stream_id: append.stream.as_str().to_owned(),
+                stream_id: append.stream.as_str(),
                 version,
-                event_type: event.event_type.clone(),
+                event_type: &event.event_type,
                 schema_version: event.schema_version,
-                data_json: data_json.clone(),
-                metadata_json: append.metadata_json.clone(),
+                data_json,
+                metadata_json: &append.metadata_json,
                 recorded_at_micros: micros,
                 prev_hash,
                 hash,

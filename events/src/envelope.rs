@@ -45,6 +45,12 @@ impl StreamId {
         Ok(Self(id))
     }
 
+    /// Wraps an id read back from the log, which was validated when it was written (any later edit of the row is
+    /// caught by the hash chain), without validating it again on every read.
+    pub(crate) fn from_stored(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+
     /// The stream of one document: `document-<uuid>`.
     pub fn for_document(document_id: Uuid) -> Self {
         Self(format!("document-{document_id}"))
@@ -180,10 +186,10 @@ pub struct RecordedEvent {
     pub event_type: String,
     /// The version of `data`'s schema.
     pub schema_version: u32,
-    /// The payload.
-    pub data: serde_json::Value,
-    /// Who, for whom, and why.
-    pub metadata: EventMetadata,
+    /// The payload, as the canonical JSON text the hash covers.
+    pub data: EventData,
+    /// Who, for whom, and why (shared by every event of one append, hence the `Arc`).
+    pub metadata: std::sync::Arc<EventMetadata>,
     /// When the store committed it (microsecond precision, UTC).
     #[serde(with = "time::serde::rfc3339")]
     pub recorded_at: OffsetDateTime,
@@ -191,6 +197,76 @@ pub struct RecordedEvent {
     pub prev_hash: Hash,
     /// SHA-256 over the canonical encoding of every field but `position` and `hash`.
     pub hash: Hash,
+}
+
+/// A recorded event's payload: JSON text, kept as text so that reading the log never builds a JSON tree nobody asked
+/// for (consumers parse it straight into their own types) and the hash covers exactly what is stored.
+///
+/// The text is checked when an event is appended; text read back from the log is not parsed again (an edit of the
+/// stored row, valid JSON or not, is what `dossier verify` reports).
+#[derive(Clone)]
+pub struct EventData(String);
+
+impl EventData {
+    /// The canonical encoding of a JSON value.
+    pub fn from_value(value: &serde_json::Value) -> Self {
+        Self(crate::hash::canonical_json(value))
+    }
+
+    /// Wraps JSON text, checking that it is JSON.
+    pub fn from_json(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
+        Ok(Self(text))
+    }
+
+    /// Wraps text read back from the log.
+    pub(crate) fn from_stored(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses the payload into `T`.
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+
+    /// Parses the payload into a JSON tree (`Null` when the stored text is not JSON).
+    pub fn to_value(&self) -> serde_json::Value {
+        self.parse().unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Serialize for EventData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Embed the text as JSON, not as a string; text that is not JSON (an edited row) becomes a string.
+        match serde_json::from_str::<&serde_json::value::RawValue>(&self.0) {
+            Ok(raw) => raw.serialize(serializer),
+            Err(_) => serializer.serialize_str(&self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EventData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        Ok(Self(raw.get().to_owned()))
+    }
+}
+
+impl PartialEq for EventData {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl fmt::Debug for EventData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What the caller expects the stream's current version to be.

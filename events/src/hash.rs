@@ -124,9 +124,9 @@ pub fn metadata_json(metadata: &EventMetadata) -> String {
     canonical_json(&value)
 }
 
-/// Recomputes the hash an event should carry from its fields.
+/// Recomputes the hash an event should carry from its fields (its payload text as stored, which the store wrote in
+/// canonical form: any later edit, even one that only reformats it, changes the hash).
 pub fn compute_hash(event: &RecordedEvent) -> Hash {
-    let data_json = canonical_json(&event.data);
     let metadata_json = metadata_json(&event.metadata);
     HashInput {
         event_id: &event.event_id,
@@ -134,7 +134,7 @@ pub fn compute_hash(event: &RecordedEvent) -> Hash {
         version: event.version,
         event_type: &event.event_type,
         schema_version: event.schema_version,
-        data_json: &data_json,
+        data_json: event.data.as_str(),
         metadata_json: &metadata_json,
         recorded_at_micros: unix_micros(event.recorded_at),
         prev_hash: &event.prev_hash,

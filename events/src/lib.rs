@@ -1,7 +1,7 @@
 //! dossier's event log.
 //!
 //! Everything dossier knows is an event in this log; read models, vector indexes and caches are projections of it.
-//! This crate holds the [envelope](envelope) every event carries, the per-stream [hash chain](hash), the
+//! This crate holds the [`envelope`] every event carries, the per-stream hash chain ([`hash`]), the
 //! [document aggregate](document) (pure `decide`/`evolve`), the [`EventStore`] port with its [catch-up
 //! subscriptions](subscription), and two backends: [embedded](sqlite) (one SQLite file) and [Postgres](postgres).
 //!
@@ -25,7 +25,7 @@ pub mod upcast;
 pub mod verify;
 
 pub use batch::{CommitAction, CommitHook};
-pub use envelope::{AppendOutcome, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+pub use envelope::{AppendOutcome, EventData, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 pub use error::{StoreError, StoreResult};
 pub use hash::Hash;
 pub use store::EventStore;

@@ -1,9 +1,11 @@
 //! Decoding stored rows into events, shared by the backends.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use crate::batch::from_micros;
-use crate::envelope::{EventMetadata, RecordedEvent, StreamId};
+use crate::envelope::{EventData, EventMetadata, RecordedEvent, StreamId};
 use crate::error::{StoreError, StoreResult};
 use crate::hash::Hash;
 
@@ -26,7 +28,7 @@ pub(crate) struct StoredRow<'a> {
 /// it once.
 #[derive(Default)]
 pub(crate) struct MetadataCache {
-    last: Option<(String, EventMetadata)>,
+    last: Option<(String, Arc<EventMetadata>)>,
 }
 
 impl StoredRow<'_> {
@@ -37,19 +39,20 @@ impl StoredRow<'_> {
             position,
             reason: format!("stream {} version {}: {what}", self.stream_id, self.version),
         };
-        let data = serde_json::from_str(self.data).map_err(|error| corrupt(format!("data is not JSON: {error}")))?;
+        let data = EventData::from_stored(self.data);
         let metadata = match &cache.last {
-            Some((text, parsed)) if text == self.metadata => parsed.clone(),
+            Some((text, parsed)) if text == self.metadata => Arc::clone(parsed),
             _ => {
-                let parsed: EventMetadata =
-                    serde_json::from_str(self.metadata).map_err(|error| corrupt(format!("bad metadata: {error}")))?;
-                cache.last = Some((self.metadata.to_owned(), parsed.clone()));
+                let parsed: Arc<EventMetadata> = Arc::new(
+                    serde_json::from_str(self.metadata).map_err(|error| corrupt(format!("bad metadata: {error}")))?,
+                );
+                cache.last = Some((self.metadata.to_owned(), Arc::clone(&parsed)));
                 parsed
             }
         };
         let prev_hash = Hash::from_slice(self.prev_hash).ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?;
         let hash = Hash::from_slice(self.hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?;
-        let stream_id = StreamId::new(self.stream_id).map_err(|error| corrupt(error.to_string()))?;
+        let stream_id = StreamId::from_stored(self.stream_id);
         let version = u64::try_from(self.version).map_err(|_| corrupt("negative version".into()))?;
         let schema_version =
             u32::try_from(self.schema_version).map_err(|_| corrupt("schema_version out of range".into()))?;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::envelope::RecordedEvent;
+use crate::envelope::{EventData, RecordedEvent};
 use crate::error::{StoreError, StoreResult};
 
 /// One step of a chain: lifts a payload from one schema version to the next.
@@ -15,7 +15,8 @@ pub type UpcastFn = fn(serde_json::Value) -> Result<serde_json::Value, String>;
 /// The upcasting steps a store applies when it reads.
 #[derive(Clone, Default)]
 pub struct Upcasters {
-    steps: HashMap<(String, u32), UpcastFn>,
+    /// Steps by event type, then by the version they lift from.
+    steps: HashMap<String, HashMap<u32, UpcastFn>>,
 }
 
 impl Upcasters {
@@ -33,25 +34,21 @@ impl Upcasters {
 
     /// Adds the step lifting `event_type` from `from_version` to `from_version + 1`.
     pub fn register(&mut self, event_type: &str, from_version: u32, step: UpcastFn) -> &mut Self {
-        self.steps.insert((event_type.to_owned(), from_version), step);
+        self.steps.entry(event_type.to_owned()).or_default().insert(from_version, step);
         self
     }
 
     /// Lifts an event to the newest schema its type has.
     pub fn apply(&self, mut event: RecordedEvent) -> StoreResult<RecordedEvent> {
-        if self.steps.is_empty() {
-            return Ok(event);
-        }
-        // Looking up with a borrowed key would need a tuple of references; event types are short.
-        let mut key = (event.event_type.clone(), event.schema_version);
-        while let Some(step) = self.steps.get(&key) {
-            let data = std::mem::take(&mut event.data);
-            event.data = step(data).map_err(|reason| StoreError::Corrupt {
+        let Some(steps) = self.steps.get(event.event_type.as_str()) else { return Ok(event) };
+        while let Some(step) = steps.get(&event.schema_version) {
+            let corrupt = |reason: String| StoreError::Corrupt {
                 position: event.position,
                 reason: format!("cannot upcast {} v{}: {reason}", event.event_type, event.schema_version),
-            })?;
+            };
+            let stored = event.data.parse().map_err(|error| corrupt(format!("data is not JSON: {error}")))?;
+            event.data = EventData::from_value(&step(stored).map_err(corrupt)?);
             event.schema_version += 1;
-            key.1 = event.schema_version;
         }
         Ok(event)
     }
@@ -59,7 +56,8 @@ impl Upcasters {
 
 impl std::fmt::Debug for Upcasters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut steps: Vec<_> = self.steps.keys().collect();
+        let mut steps: Vec<_> =
+            self.steps.iter().flat_map(|(name, versions)| versions.keys().map(move |v| (name, v))).collect();
         steps.sort();
         f.debug_struct("Upcasters").field("steps", &steps).finish()
     }

@@ -69,8 +69,8 @@ fn decode<P: DocumentPayload>(event: &RecordedEvent) -> Result<DocumentEvent, Do
             expected: P::SCHEMA_VERSION,
         });
     }
-    // Deserialising from a borrowed `Value` avoids cloning payloads that can hold megabytes of chunks and vectors.
-    P::deserialize(&event.data).map(Into::into).map_err(|error| DocumentError::MalformedEvent {
+    // Parsing the stored text straight into the payload type builds no intermediate JSON tree.
+    event.data.parse::<P>().map(Into::into).map_err(|error| DocumentError::MalformedEvent {
         stream: event.stream_id.clone(),
         version: event.version,
         position: event.position,

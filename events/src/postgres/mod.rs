@@ -135,7 +135,7 @@ impl PostgresStore {
         let statement = client.prepare_cached(sql).await.map_err(failed)?;
         let rows = client.query_raw(&statement, params.iter().copied()).await.map_err(failed)?;
         futures::pin_mut!(rows);
-        let mut events = Vec::new();
+        let mut events = Vec::with_capacity(PAGE_HINT);
         let mut metadata = MetadataCache::default();
         while let Some(row) = rows.next().await {
             let row = row.map_err(failed)?;
@@ -161,6 +161,9 @@ impl PostgresStore {
 fn unavailable(location: &str, error: &deadpool_postgres::PoolError) -> StoreError {
     StoreError::Unavailable(format!("cannot get a Postgres connection to {location}: {error}"))
 }
+
+/// Rows a read usually returns (a subscription page), to size its buffer up front.
+const PAGE_HINT: usize = 1_000;
 
 const SELECT_EVENTS: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data,
                                     metadata, recorded_at, prev_hash, hash FROM events";

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::connect::{cause, connect, describe};
 use crate::batch::{
-    self, CommitAction, CommitHook, Linger, PendingAppend, Plan, StreamHead, Submission, fill_batch, idempotency_record,
+    self, CommitAction, CommitHook, Committed, Linger, PendingAppend, Plan, StreamHead, Submission, fill_batch,
+    idempotency_record,
 };
 use crate::error::{StoreError, StoreResult};
 use crate::hash::Hash;
@@ -112,14 +113,14 @@ impl Writer {
             let result = commit(client, statements, &appends, self.hook.as_ref()).await;
             linger.record(appends.len(), started.elapsed());
             match result {
-                Ok(plan) => {
+                Ok(committed) => {
                     tracing::trace!(
                         appends = appends.len(),
-                        events = plan.rows.len(),
-                        head = plan.head,
+                        events = committed.events,
+                        head = committed.head,
                         "batch_committed"
                     );
-                    let head = plan.head;
+                    let head = committed.head;
                     self.head.send_if_modified(|known| {
                         let newer = head > *known;
                         if newer {
@@ -127,7 +128,7 @@ impl Writer {
                         }
                         newer
                     });
-                    batch::reply_all(batch, plan.results);
+                    batch::reply_all(batch, committed.results);
                 }
                 Err(error) => {
                     tracing::error!(database = %describe(&self.config), error = %error, "append_batch_failed");
@@ -154,7 +155,7 @@ async fn commit(
     statements: &Statements,
     appends: &[&PendingAppend],
     hook: Option<&CommitHook>,
-) -> StoreResult<Plan> {
+) -> StoreResult<Committed> {
     let result = commit_open(client, statements, appends, hook).await;
     if result.is_err() && !client.is_closed() {
         // Harmless when the transaction already ended: Postgres only warns.
@@ -168,7 +169,7 @@ async fn commit_open(
     statements: &Statements,
     appends: &[&PendingAppend],
     hook: Option<&CommitHook>,
-) -> StoreResult<Plan> {
+) -> StoreResult<Committed> {
     let fail = |error: tokio_postgres::Error| StoreError::Unavailable(format!("appending: {}", cause(&error)));
     let mut streams: Vec<&str> = appends.iter().map(|append| append.stream.as_str()).collect();
     streams.sort_unstable();
@@ -236,21 +237,25 @@ async fn commit_open(
             client.batch_execute("COMMIT").await.map_err(fail)?;
         }
     }
-    Ok(plan)
+    Ok(plan.committed())
 }
 
 /// The batch's writes, pipelined: the events (one `unnest` statement, which pipelines with the rest and measured as
 /// fast as binary COPY here), the idempotency records, the head and the notification.
-async fn write_plan(transaction: &Client, statements: &Statements, plan: &Plan) -> Result<(), tokio_postgres::Error> {
+async fn write_plan(
+    transaction: &Client,
+    statements: &Statements,
+    plan: &Plan<'_>,
+) -> Result<(), tokio_postgres::Error> {
     let rows = &plan.rows;
     let positions: Vec<i64> = rows.iter().map(|row| to_i64(row.position)).collect();
     let ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
-    let streams: Vec<&str> = rows.iter().map(|row| row.stream_id.as_str()).collect();
+    let streams: Vec<&str> = rows.iter().map(|row| row.stream_id).collect();
     let versions: Vec<i64> = rows.iter().map(|row| to_i64(row.version)).collect();
-    let types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
+    let types: Vec<&str> = rows.iter().map(|row| row.event_type).collect();
     let schema_versions: Vec<i32> = rows.iter().map(|row| row.schema_version as i32).collect();
-    let data: Vec<&str> = rows.iter().map(|row| row.data_json.as_str()).collect();
-    let metadata: Vec<&str> = rows.iter().map(|row| row.metadata_json.as_str()).collect();
+    let data: Vec<&str> = rows.iter().map(|row| row.data_json).collect();
+    let metadata: Vec<&str> = rows.iter().map(|row| row.metadata_json).collect();
     let prev_hashes: Vec<&[u8]> = rows.iter().map(|row| row.prev_hash.0.as_slice()).collect();
     let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.0.as_slice()).collect();
     // Every row of a batch was stamped with the same time.

@@ -1,6 +1,6 @@
 //! The embedded backend: the whole log in one SQLite file (WAL mode) under the data directory.
 //!
-//! Threading: one writer thread owns the write connection (see [`writer`]); reads run on tokio's blocking pool,
+//! Threading: one writer thread owns the write connection (see `writer.rs`); reads run on tokio's blocking pool,
 //! each on a connection taken from a small pool, concurrently with the writer (WAL readers never block it).
 
 mod file;

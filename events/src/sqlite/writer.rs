@@ -9,7 +9,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, watch};
 
 use crate::batch::{
-    self, CommitAction, CommitHook, Linger, PendingAppend, Plan, StreamHead, Submission, fill_batch, idempotency_record,
+    self, CommitAction, CommitHook, Committed, Linger, PendingAppend, StreamHead, Submission, fill_batch,
+    idempotency_record,
 };
 use crate::error::{StoreError, StoreResult};
 use crate::hash::{Hash, unix_micros};
@@ -46,11 +47,11 @@ impl Writer {
             let result = self.commit(&appends);
             linger.record(appends.len(), started.elapsed());
             match result {
-                Ok(plan) => {
-                    if !plan.rows.is_empty() {
-                        self.head.send_replace(plan.head);
+                Ok(committed) => {
+                    if committed.events > 0 {
+                        self.head.send_replace(committed.head);
                     }
-                    batch::reply_all(batch, plan.results);
+                    batch::reply_all(batch, committed.results);
                 }
                 Err(error) => {
                     tracing::error!(database = %self.path.display(), error = %error, "append_batch_failed");
@@ -61,7 +62,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, appends: &[&PendingAppend]) -> StoreResult<Plan> {
+    fn commit(&mut self, appends: &[&PendingAppend]) -> StoreResult<Committed> {
         let location = self.path.display().to_string();
         let fail = |error: rusqlite::Error| StoreError::database(format!("{location}: appending"), error);
         let transaction = self.connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
@@ -169,6 +170,6 @@ impl Writer {
             CommitAction::Rollback => return Err(batch::injected_rollback()),
         }
         transaction.commit().map_err(fail)?;
-        Ok(plan)
+        Ok(plan.committed())
     }
 }

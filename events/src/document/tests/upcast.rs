@@ -23,8 +23,8 @@ fn upcasters_standard_lifts_document_uploaded_v1_to_readable_v2() {
     let stored = recorded(NewEvent::new("DocumentUploaded", 1, v1_data()), 1, 5);
     let upcast = Upcasters::standard().apply(stored).unwrap();
     assert_eq!(upcast.schema_version, DocumentUploaded::SCHEMA_VERSION);
-    assert_eq!(upcast.data["blob"], json!({ "sha256": BLOB_SHA256, "size": 2048 }));
-    assert_eq!(upcast.data.get("size"), None);
+    assert_eq!(upcast.data.to_value()["blob"], json!({ "sha256": BLOB_SHA256, "size": 2048 }));
+    assert_eq!(upcast.data.to_value().get("size"), None);
     assert_eq!(DocumentEvent::from_recorded(&upcast).unwrap(), uploaded());
 }
 
