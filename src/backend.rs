@@ -47,3 +47,35 @@ pub async fn migrate(settings: &Settings) -> Result<MigrationReport, AppError> {
         None => SqliteStore::migrate(&settings.data_dir).await?,
     })
 }
+
+/// The runtime configuration the settings describe (embedder, chunking, limits).
+pub fn runtime_config(settings: &Settings) -> Result<dossier_actors::runtime::RuntimeConfig, AppError> {
+    use dossier_actors::embed::{OpenAiEmbedder, OpenAiEmbedderConfig};
+    let mut config = dossier_actors::runtime::RuntimeConfig::new(settings.data_dir.clone());
+    config.chunking =
+        dossier_actors::chunk::ChunkSettings { max_chars: settings.chunk_max_chars, overlap: settings.chunk_overlap };
+    if config.chunking.max_chars == 0 || config.chunking.overlap >= config.chunking.max_chars {
+        return Err(AppError::Usage(format!(
+            "invalid CHUNK_MAX_CHARS/CHUNK_OVERLAP: {} / {} (overlap must be smaller)",
+            config.chunking.max_chars, config.chunking.overlap
+        )));
+    }
+    config.max_upload_bytes = settings.max_upload_bytes;
+    if let (Some(base_url), Some(model)) = (&settings.llm_base_url, &settings.embedding_model) {
+        let mut embedder = OpenAiEmbedderConfig::new(base_url.clone(), model.clone());
+        embedder.api_key = settings.llm_api_key.clone();
+        embedder.dimensions = settings.embedding_dimensions;
+        let embedder = OpenAiEmbedder::new(embedder).map_err(|error| AppError::Usage(error.to_string()))?;
+        config.embedder = Some(Arc::new(embedder));
+    }
+    Ok(config)
+}
+
+/// Starts the actor runtime on a store.
+pub async fn start_runtime(
+    settings: &Settings,
+    store: Arc<dyn EventStore>,
+) -> Result<dossier_actors::runtime::Runtime, AppError> {
+    let config = runtime_config(settings)?;
+    dossier_actors::runtime::Runtime::start(store, config).await.map_err(|error| AppError::Usage(error.to_string()))
+}

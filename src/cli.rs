@@ -38,6 +38,18 @@ pub enum Command {
     },
     /// Check every stream's hash chain and the global order; exit 1 naming the first bad event.
     Verify,
+    /// Ingest files or whole directories and wait until every document is ready or failed.
+    Ingest {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// The tenant the documents belong to.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Benchmarks (print JSON).
     Bench {
         /// Which benchmark.
@@ -60,6 +72,18 @@ pub enum Bench {
         /// Seconds each append measurement runs.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+    },
+    /// Ingest a BEIR corpus through the pipeline: docs/s, chunks/s, peak RSS, overhead ratio.
+    Ingest {
+        /// Backend to measure: the configured one by default.
+        #[arg(long, value_enum)]
+        backend: Option<BenchBackend>,
+        /// The corpus (`corpus.jsonl`, optionally gzipped).
+        #[arg(long, default_value = "tests/data/scifact/corpus.jsonl.gz")]
+        corpus: std::path::PathBuf,
+        /// Only the first N documents.
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }
 

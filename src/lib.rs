@@ -24,8 +24,20 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
     match cli.command {
         Command::Serve { bind } => {
             let store = backend::open(&settings, backend::Access::Serve).await?;
+            let runtime = backend::start_runtime(&settings, std::sync::Arc::clone(&store)).await?;
             let app = server::Application::build(bind.unwrap_or(settings.bind), store).await?;
             app.run_until(server::shutdown_signal()).await;
+            runtime.shutdown();
+            Ok(())
+        }
+        Command::Ingest { paths, tenant, quiet } => {
+            let store = backend::open(&settings, backend::Access::Serve).await?;
+            let runtime = backend::start_runtime(&settings, std::sync::Arc::clone(&store)).await?;
+            let show_progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let summary = commands::ingest::run(store, &runtime, &paths, &tenant, show_progress).await;
+            runtime.shutdown();
+            let summary = summary?;
+            println!("{}", serde_json::to_string(&summary).map_err(|error| AppError::Usage(error.to_string()))?);
             Ok(())
         }
         Command::Migrate => {
@@ -40,6 +52,9 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
         Command::Verify => {
             let store = backend::open(&settings, backend::Access::Inspect).await?;
             commands::verify::run(store.as_ref()).await
+        }
+        Command::Bench { bench: Bench::Ingest { backend, corpus, limit } } => {
+            commands::bench_ingest::run(&settings, backend, &corpus, limit).await
         }
         Command::Bench { bench: Bench::Append { backend, read_events, seconds } } => {
             if !(seconds.is_finite() && seconds > 0.0) {

@@ -36,6 +36,20 @@ pub struct Settings {
     pub pool_overflow: usize,
     /// `DOSSIER_AUTO_MIGRATE`: apply pending migrations when the server starts (default true).
     pub auto_migrate: bool,
+    /// `LLM_BASE_URL`: an OpenAI-compatible endpoint (`http://host:11434/v1`); unset: no model is called.
+    pub llm_base_url: Option<String>,
+    /// `LLM_API_KEY`: its API key, if it needs one.
+    pub llm_api_key: Option<SecretString>,
+    /// `EMBEDDING_MODEL`: the embedding model at `LLM_BASE_URL`; unset: no dense vectors (search is lexical).
+    pub embedding_model: Option<String>,
+    /// `EMBEDDING_DIMENSIONS`: the model's vector length, checked on every answer.
+    pub embedding_dimensions: Option<u32>,
+    /// `CHUNK_MAX_CHARS` / `CHUNK_OVERLAP`: chunk size and overlap in characters (default 1000 / 100).
+    pub chunk_max_chars: usize,
+    /// See `chunk_max_chars`.
+    pub chunk_overlap: usize,
+    /// `MAX_UPLOAD_BYTES`: largest accepted upload (default 50 MiB).
+    pub max_upload_bytes: usize,
 }
 
 /// A setting that could not be read.
@@ -78,6 +92,20 @@ impl Settings {
             pool_size: parse(&get, "DB_POOL_SIZE", 5)?,
             pool_overflow: parse(&get, "DB_POOL_OVERFLOW", 15)?,
             auto_migrate: parse(&get, "DOSSIER_AUTO_MIGRATE", true)?,
+            llm_base_url: get("LLM_BASE_URL"),
+            llm_api_key: get("LLM_API_KEY").map(SecretString::from),
+            embedding_model: get("EMBEDDING_MODEL"),
+            embedding_dimensions: get("EMBEDDING_DIMENSIONS")
+                .map(|text| {
+                    text.trim().parse().map_err(|error| SettingsError {
+                        name: "EMBEDDING_DIMENSIONS",
+                        reason: format!("{text:?}: {error}"),
+                    })
+                })
+                .transpose()?,
+            chunk_max_chars: parse(&get, "CHUNK_MAX_CHARS", 1_000)?,
+            chunk_overlap: parse(&get, "CHUNK_OVERLAP", 100)?,
+            max_upload_bytes: parse(&get, "MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
         })
     }
 }

@@ -58,42 +58,72 @@ struct ReadThroughput {
     events_per_sec: f64,
 }
 
-/// Runs the benchmark on `backend` (the configured one when `None`) and prints one JSON object.
-pub async fn append(settings: &Settings, backend: Option<BenchBackend>, params: AppendBench) -> Result<(), AppError> {
-    let backend = backend.unwrap_or(if settings.database_url.is_some() {
-        BenchBackend::Postgres
-    } else {
-        BenchBackend::Embedded
-    });
-    match backend {
-        BenchBackend::Embedded => {
-            let dir = std::env::temp_dir().join(format!("dossier-bench-{}", Uuid::now_v7()));
-            let store = SqliteStore::open(&dir, SqliteOptions::default()).await?;
-            let result = measure(Arc::new(store), params).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            print(result?)
+/// A store created for one benchmark run and removed afterwards: a temporary directory, or a scratch database on
+/// DATABASE_URL's server.
+pub struct ScratchStore {
+    /// The store.
+    pub store: Arc<dyn EventStore>,
+    /// A temporary directory (the embedded database, blobs).
+    pub dir: std::path::PathBuf,
+    database: Option<(tokio_postgres::Config, String)>,
+}
+
+impl ScratchStore {
+    /// Creates it on `backend` (the configured one when `None`).
+    pub async fn create(settings: &Settings, backend: Option<BenchBackend>) -> Result<Self, AppError> {
+        let dir = std::env::temp_dir().join(format!("dossier-bench-{}", Uuid::now_v7()));
+        let backend = backend.unwrap_or(if settings.database_url.is_some() {
+            BenchBackend::Postgres
+        } else {
+            BenchBackend::Embedded
+        });
+        match backend {
+            BenchBackend::Embedded => {
+                let store = SqliteStore::open(&dir, SqliteOptions::default()).await?;
+                Ok(Self { store: Arc::new(store), dir, database: None })
+            }
+            BenchBackend::Postgres => {
+                let url = settings
+                    .database_url
+                    .as_ref()
+                    .ok_or_else(|| AppError::Usage("bench --backend postgres needs DATABASE_URL".into()))?;
+                let admin = parse_url(url.expose_secret())?;
+                let name = format!("dossier_bench_{}", Uuid::now_v7().simple());
+                let config = create_database(&admin, &name).await?;
+                let options = PostgresOptions { pool_size: 8, ..PostgresOptions::default() };
+                match PostgresStore::connect_with(config, options).await {
+                    Ok(store) => Ok(Self { store: Arc::new(store), dir, database: Some((admin, name)) }),
+                    Err(error) => {
+                        drop_database(&admin, &name).await?;
+                        Err(error.into())
+                    }
+                }
+            }
         }
-        BenchBackend::Postgres => {
-            let url = settings
-                .database_url
-                .as_ref()
-                .ok_or_else(|| AppError::Usage("bench --backend postgres needs DATABASE_URL".into()))?;
-            let admin = parse_url(url.expose_secret())?;
-            let name = format!("dossier_bench_{}", Uuid::now_v7().simple());
-            let config = create_database(&admin, &name).await?;
-            let options = PostgresOptions { pool_size: 8, ..PostgresOptions::default() };
-            let result = match PostgresStore::connect_with(config, options).await {
-                Ok(store) => measure(Arc::new(store), params).await,
-                Err(error) => Err(error.into()),
-            };
+    }
+
+    /// Removes the directory and the database.
+    pub async fn remove(self) -> Result<(), AppError> {
+        drop(self.store);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin, name)) = self.database {
             drop_database(&admin, &name).await?;
-            print(result?)
         }
+        Ok(())
     }
 }
 
-fn print(report: Report) -> Result<(), AppError> {
-    println!("{}", serde_json::to_string_pretty(&report).map_err(|error| AppError::Usage(error.to_string()))?);
+/// Runs the benchmark on `backend` (the configured one when `None`) and prints one JSON object.
+pub async fn append(settings: &Settings, backend: Option<BenchBackend>, params: AppendBench) -> Result<(), AppError> {
+    let scratch = ScratchStore::create(settings, backend).await?;
+    let result = measure(Arc::clone(&scratch.store), params).await;
+    scratch.remove().await?;
+    print(&result?)
+}
+
+/// Prints a report as pretty JSON on stdout.
+pub fn print(report: &impl Serialize) -> Result<(), AppError> {
+    println!("{}", serde_json::to_string_pretty(report).map_err(|error| AppError::Usage(error.to_string()))?);
     Ok(())
 }
 

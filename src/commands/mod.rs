@@ -1,5 +1,7 @@
 //! The subcommands other than `serve`.
 
 pub mod bench;
+pub mod bench_ingest;
 pub mod events;
+pub mod ingest;
 pub mod verify;

@@ -1,5 +1,6 @@
 //! Shared fixtures: scratch stores on each backend, and the dossier binary.
 
+pub mod mock_ollama;
 pub mod naive_store;
 
 use std::path::PathBuf;
@@ -90,6 +91,25 @@ impl Scratch {
                 let config = parse_url(&self.database_url().expect("postgres scratch")).expect("valid url");
                 let client = dossier_events::postgres::connect::connect(&config).await.expect("connect");
                 client.execute(sql, &[]).await.expect("execute sql")
+            }
+        }
+    }
+
+    /// Runs a query returning one integer (a count) directly against the backend's database.
+    pub async fn query_count(&self, sql: &str) -> i64 {
+        match self.backend {
+            Backend::Embedded => {
+                let connection = rusqlite::Connection::open_with_flags(
+                    self.data_dir().join(DATABASE_FILE),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .expect("open sqlite");
+                connection.query_row(sql, [], |row| row.get(0)).expect("query")
+            }
+            Backend::Postgres => {
+                let config = parse_url(&self.database_url().expect("postgres scratch")).expect("valid url");
+                let client = dossier_events::postgres::connect::connect(&config).await.expect("connect");
+                client.query_one(sql, &[]).await.expect("query").get(0)
             }
         }
     }

@@ -35,7 +35,11 @@ pub(crate) fn check_header(path: &Path) -> StoreResult<()> {
     };
     let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
     let size_is_valid = pages > 0 && header[24..28] == header[92..96];
-    if size_is_valid && length < pages * page_size {
+    // With a write-ahead log beside it, the file may legitimately be shorter than its header says: a checkpoint
+    // interrupted by a crash has copied page 1 but not yet the pages after it, and SQLite finishes it from the log.
+    let wal = path.with_extension("db-wal");
+    let wal_holds_pages = std::fs::metadata(&wal).is_ok_and(|wal| wal.len() > 0);
+    if size_is_valid && !wal_holds_pages && length < pages * page_size {
         return Err(unreadable(format!(
             "truncated database file: {length} bytes, but its header says {pages} pages of {page_size} bytes"
         )));
@@ -136,6 +140,15 @@ mod tests {
         std::fs::write(&path, b"SQLite format 3\0").expect("write");
         let error = check_header(&path).expect_err("short file");
         assert!(error.to_string().contains("truncated"), "{error}");
+        // A header claiming 10 pages of 4096 bytes on a one-page file is truncated, unless a WAL holds the rest.
+        let mut header = vec![0u8; 4096];
+        header[..16].copy_from_slice(b"SQLite format 3\0");
+        header[16..18].copy_from_slice(&4096u16.to_be_bytes());
+        header[28..32].copy_from_slice(&10u32.to_be_bytes());
+        std::fs::write(&path, &header).expect("write");
+        assert!(check_header(&path).expect_err("short").to_string().contains("says 10 pages"));
+        std::fs::write(path.with_extension("db-wal"), b"wal frames").expect("write wal");
+        assert!(check_header(&path).is_ok(), "an interrupted checkpoint is SQLite's to finish");
         std::fs::remove_dir_all(dir).expect("cleanup");
     }
 }

@@ -1,0 +1,405 @@
+//! `DocumentActor`: one per live document stream. It owns the document's state (replayed from its stream), decides
+//! commands with the pure aggregate, appends the resulting events with the expected version, and drives the
+//! pipeline: after every change it starts the stage the document now waits for, and turns each stage's result into
+//! the next command (retrying transient failures with backoff, every attempt recorded as an event).
+//!
+//! Commands for one document are serialised by the actor's mailbox; across processes the store's expected-version
+//! check is the arbiter: on a conflict the actor reloads the stream and decides again (a few times at most).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dossier_events::document::{DocumentCommand, DocumentEvent, DocumentState, DocumentStatus, Stage, decide, evolve};
+use dossier_events::{EventMetadata, EventStore, ExpectedVersion, StoreError, StreamId};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::runtime::error::CommandError;
+use crate::runtime::pipeline::{Pipeline, StageError, StageJob, StageOutput};
+use crate::runtime::supervisor::DocumentsMsg;
+
+/// Attempts per stage before the document fails.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Reloads after a version conflict before giving up.
+const MAX_RELOADS: usize = 5;
+
+/// A command for one document, with who sent it.
+#[derive(Debug)]
+pub struct CommandRequest {
+    /// The document.
+    pub document_id: Uuid,
+    /// What to do.
+    pub command: DocumentCommand,
+    /// Who, for whom, why.
+    pub metadata: EventMetadata,
+    /// The version the caller saw (HTTP If-Match); `None` to decide against the current version.
+    pub expected_version: Option<u64>,
+}
+
+/// The document after a command.
+#[derive(Clone, Debug)]
+pub struct CommandOutcome {
+    /// The document's state after the command.
+    pub state: DocumentState,
+    /// Events appended (0 when the command changed nothing or was an idempotent replay).
+    pub appended: usize,
+    /// The tenant the document belongs to.
+    pub tenant_id: String,
+}
+
+/// A document as its actor knows it.
+#[derive(Clone, Debug)]
+pub struct DocumentSnapshot {
+    /// The state.
+    pub state: DocumentState,
+    /// The tenant (`None` before upload).
+    pub tenant_id: Option<String>,
+}
+
+/// Messages of a `DocumentActor`.
+pub enum DocumentMsg {
+    /// Decide and append a command.
+    Command(Box<CommandRequest>, RpcReplyPort<Result<CommandOutcome, CommandError>>),
+    /// The current state.
+    Snapshot(RpcReplyPort<DocumentSnapshot>),
+    /// A pipeline stage finished.
+    StageFinished {
+        /// The processing run it belongs to.
+        generation: u32,
+        /// The stage.
+        stage: Stage,
+        /// The attempt.
+        attempt: u32,
+        /// What it produced.
+        result: Box<Result<StageOutput, StageError>>,
+    },
+    /// Time to retry a stage that failed transiently.
+    RetryStage {
+        /// The processing run it belongs to.
+        generation: u32,
+    },
+    /// Passivation check.
+    IdleCheck,
+    /// Panics the actor (for supervision tests and drills).
+    #[doc(hidden)]
+    Crash,
+}
+
+/// What a `DocumentActor` starts with.
+pub struct DocumentArgs {
+    /// The document.
+    pub document_id: Uuid,
+    /// The log.
+    pub store: Arc<dyn EventStore>,
+    /// The stage workers.
+    pub pipeline: Arc<Pipeline>,
+    /// The supervisor, told when this actor is idle.
+    pub supervisor: ActorRef<DocumentsMsg>,
+    /// Idle time before passivation.
+    pub idle_timeout: Duration,
+}
+
+/// The actor's state.
+pub struct DocumentActorState {
+    args: DocumentArgs,
+    stream: StreamId,
+    state: DocumentState,
+    tenant_id: Option<String>,
+    correlation_id: Option<Uuid>,
+    last_event: Option<Uuid>,
+    chunk_texts: Arc<Vec<String>>,
+    in_flight: Option<(u32, Stage)>,
+    retry_scheduled: bool,
+    last_activity: Instant,
+}
+
+/// The actor (stateless; see [`DocumentActorState`]).
+pub struct DocumentActor;
+
+impl Actor for DocumentActor {
+    type Msg = DocumentMsg;
+    type State = DocumentActorState;
+    type Arguments = DocumentArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: DocumentArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let stream = StreamId::for_document(args.document_id);
+        let mut actor = DocumentActorState {
+            args,
+            stream,
+            state: DocumentState::default(),
+            tenant_id: None,
+            correlation_id: None,
+            last_event: None,
+            chunk_texts: Arc::new(Vec::new()),
+            in_flight: None,
+            retry_scheduled: false,
+            last_activity: Instant::now(),
+        };
+        actor.reload().await?;
+        Ok(actor)
+    }
+
+    async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // Resuming is how recovery and restarts continue the pipeline: whatever stage the document waits for runs.
+        state.advance(&myself).await;
+        myself.send_after(state.args.idle_timeout, || DocumentMsg::IdleCheck);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.last_activity = Instant::now();
+        match message {
+            DocumentMsg::Command(request, reply) => {
+                let result = state.execute(*request).await;
+                let changed = result.as_ref().is_ok_and(|outcome| outcome.appended > 0);
+                let _ = reply.send(result);
+                if changed {
+                    state.advance(&myself).await;
+                }
+            }
+            DocumentMsg::Snapshot(reply) => {
+                let _ = reply.send(DocumentSnapshot { state: state.state.clone(), tenant_id: state.tenant_id.clone() });
+            }
+            DocumentMsg::StageFinished { generation, stage, attempt, result } => {
+                if state.in_flight == Some((generation, stage)) {
+                    state.in_flight = None;
+                }
+                if generation == state.state.generation && state.state.pending_stage() == Some(stage) {
+                    state.record_stage(stage, attempt, *result).await;
+                }
+                state.advance(&myself).await;
+            }
+            DocumentMsg::RetryStage { generation } => {
+                state.retry_scheduled = false;
+                if generation == state.state.generation {
+                    state.advance(&myself).await;
+                }
+            }
+            DocumentMsg::IdleCheck => {
+                let idle = state.last_activity.elapsed() >= state.args.idle_timeout;
+                if idle && state.in_flight.is_none() && !state.retry_scheduled {
+                    let _ = state.args.supervisor.send_message(DocumentsMsg::Passivate(state.args.document_id));
+                } else {
+                    myself.send_after(state.args.idle_timeout, || DocumentMsg::IdleCheck);
+                }
+            }
+            DocumentMsg::Crash => panic!("crash requested for document {}", state.args.document_id),
+        }
+        Ok(())
+    }
+}
+
+impl DocumentActorState {
+    /// Replays the whole stream.
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        self.state = DocumentState::default();
+        self.tenant_id = None;
+        self.correlation_id = None;
+        self.last_event = None;
+        let mut from = 1;
+        loop {
+            let page = self.args.store.read_stream(&self.stream, from, 500).await?;
+            let Some(last) = page.last() else { break };
+            from = last.version + 1;
+            let full = page.len() == 500;
+            for recorded in &page {
+                let event = DocumentEvent::from_recorded(recorded)
+                    .map_err(|error| StoreError::Corrupt { position: recorded.position, reason: error.to_string() })?;
+                self.apply(&event, recorded.event_id, &recorded.metadata);
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: &DocumentEvent, event_id: Uuid, metadata: &EventMetadata) {
+        if self.tenant_id.is_none() {
+            self.tenant_id = Some(metadata.tenant_id.clone());
+            self.correlation_id = Some(metadata.correlation_id);
+        }
+        self.last_event = Some(event_id);
+        if let DocumentEvent::DocumentChunked(chunked) = event {
+            self.chunk_texts = Arc::new(chunked.chunks.iter().map(|chunk| chunk.text.clone()).collect());
+        }
+        let state = std::mem::take(&mut self.state);
+        self.state = evolve(state, event);
+    }
+
+    /// Decides and appends, reloading and deciding again after a conflict with another writer.
+    async fn execute(&mut self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
+        if let Some(expected) = request.expected_version
+            && expected != self.state.version
+        {
+            return Err(CommandError::VersionMismatch { expected, actual: self.state.version });
+        }
+        if let Some(tenant) = &self.tenant_id
+            && *tenant != request.metadata.tenant_id
+        {
+            // Another tenant's document does not exist for the caller.
+            return Err(CommandError::Rejected(dossier_events::document::DocumentError::NotFound));
+        }
+        for _ in 0..MAX_RELOADS {
+            let events = decide(&self.state, request.command.clone())?;
+            if events.is_empty() {
+                return Ok(self.outcome(0, &request.metadata));
+            }
+            let new_events = events
+                .iter()
+                .map(DocumentEvent::to_new_event)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(CommandError::Rejected)?;
+            let expected = match self.state.version {
+                0 => ExpectedVersion::NoStream,
+                version => ExpectedVersion::Exact(version),
+            };
+            let ids: Vec<Uuid> = new_events.iter().map(|event| event.event_id).collect();
+            match self.args.store.append(&self.stream, expected, new_events, request.metadata.clone()).await {
+                Ok(outcome) if outcome.replayed => {
+                    // An idempotent retry of an earlier request: the stream already holds its events.
+                    self.reload().await?;
+                    return Ok(self.outcome(0, &request.metadata));
+                }
+                Ok(_) => {
+                    for (event, id) in events.iter().zip(ids) {
+                        self.apply(event, id, &request.metadata);
+                    }
+                    return Ok(self.outcome(events.len(), &request.metadata));
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(document_id = %self.args.document_id, "document_conflict_reloading");
+                    self.reload().await?;
+                    if let Some(expected) = request.expected_version
+                        && expected != self.state.version
+                    {
+                        return Err(CommandError::VersionMismatch { expected, actual: self.state.version });
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(CommandError::Contended(self.args.document_id))
+    }
+
+    fn outcome(&self, appended: usize, metadata: &EventMetadata) -> CommandOutcome {
+        CommandOutcome {
+            state: self.state.clone(),
+            appended,
+            tenant_id: self.tenant_id.clone().unwrap_or_else(|| metadata.tenant_id.clone()),
+        }
+    }
+
+    /// Metadata for the pipeline's own commands: same tenant and correlation as the upload, caused by the last event.
+    fn system_metadata(&self) -> EventMetadata {
+        let mut metadata = EventMetadata::new(self.tenant_id.clone().unwrap_or_default(), "system:pipeline");
+        if let Some(correlation) = self.correlation_id {
+            metadata.correlation_id = correlation;
+        }
+        if let Some(cause) = self.last_event {
+            metadata.causation_id = cause;
+        }
+        metadata
+    }
+
+    async fn system_command(&mut self, command: DocumentCommand) {
+        let request = CommandRequest {
+            document_id: self.args.document_id,
+            command,
+            metadata: self.system_metadata(),
+            expected_version: None,
+        };
+        let name = request.command.name();
+        if let Err(error) = self.execute(request).await {
+            // Typically another process recorded the same step first; the next advance() reads where it stands.
+            tracing::warn!(document_id = %self.args.document_id, command = name, error = %error, "pipeline_command_failed");
+        }
+    }
+
+    /// Turns a stage result into the command that records it.
+    async fn record_stage(&mut self, stage: Stage, attempt: u32, result: Result<StageOutput, StageError>) {
+        let command = match result {
+            Ok(StageOutput::Parsed { text_sha256, text_length, title, page_count, parser }) => {
+                DocumentCommand::RecordParse { text_sha256, text_length, title, page_count, parser }
+            }
+            Ok(StageOutput::Chunked { chunker, chunks }) => DocumentCommand::RecordChunks { chunker, chunks },
+            Ok(StageOutput::Embedded { model, dimensions, vectors }) => {
+                DocumentCommand::RecordEmbeddings { model, dimensions, vectors }
+            }
+            Err(StageError::Transient { reason, retry_after }) if attempt < MAX_ATTEMPTS => {
+                let delay = crate::embed::backoff_delay(
+                    attempt,
+                    Duration::from_millis(500),
+                    Duration::from_secs(30),
+                    retry_after,
+                    rand::random::<f64>(),
+                );
+                let retry_at = OffsetDateTime::now_utc() + delay;
+                DocumentCommand::RecordStageFailure { stage, attempt, error: reason, retry_at: Some(retry_at) }
+            }
+            Err(error) => DocumentCommand::Fail { stage, reason: error.reason().to_owned(), attempts: attempt },
+        };
+        self.system_command(command).await;
+    }
+
+    /// Starts whatever the document waits for: a stage, a scheduled retry, or marking it ready.
+    async fn advance(&mut self, myself: &ActorRef<DocumentMsg>) {
+        loop {
+            let Some(status) = self.state.status else { return };
+            if status == DocumentStatus::Embedded
+                || (status == DocumentStatus::Chunked && !self.args.pipeline.has_embedder())
+            {
+                let before = self.state.version;
+                self.system_command(DocumentCommand::MarkReady).await;
+                if self.state.version == before {
+                    return;
+                }
+                continue;
+            }
+            let Some(stage) = self.state.pending_stage() else { return };
+            let generation = self.state.generation;
+            if self.in_flight == Some((generation, stage)) || self.retry_scheduled {
+                return;
+            }
+            if let Some(retry_at) = self.state.retry_at {
+                let wait = retry_at - OffsetDateTime::now_utc();
+                if wait.is_positive() {
+                    self.retry_scheduled = true;
+                    let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
+                    myself.send_after(wait, move || DocumentMsg::RetryStage { generation });
+                    return;
+                }
+            }
+            let (Some(blob), Some(media_type), Some(filename)) =
+                (self.state.blob.as_ref(), self.state.media_type.as_ref(), self.state.filename.as_ref())
+            else {
+                return;
+            };
+            let job = StageJob {
+                document_id: self.args.document_id,
+                generation,
+                stage,
+                attempt: self.state.failed_attempts + 1,
+                blob_sha256: blob.sha256.clone(),
+                media_type: media_type.clone(),
+                filename: filename.clone(),
+                text_sha256: self.state.parse.as_ref().map(|parsed| parsed.text_sha256.clone()),
+                chunk_texts: Arc::clone(&self.chunk_texts),
+            };
+            self.in_flight = Some((generation, stage));
+            self.args.pipeline.start(job, myself.clone());
+            return;
+        }
+    }
+}
