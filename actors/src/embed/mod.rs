@@ -1,5 +1,6 @@
 //! The embedding port of the ingestion pipeline: the [`Embedder`] trait, its OpenAI-compatible implementation
-//! ([`OpenAiEmbedder`]), the classified [`EmbedError`], and the backoff arithmetic the pipeline's retry loop uses.
+//! ([`OpenAiEmbedder`]), a local one run with candle (`LocalEmbedder`, with the `local-embeddings` feature), the
+//! classified [`EmbedError`], and the backoff arithmetic the pipeline's retry loop uses.
 //!
 //! One [`Embedder::embed`] call is one attempt. Retrying is the pipeline's job, not the embedder's: each attempt
 //! becomes an event, so none may happen out of sight (that is why async-openai's built-in retry layer is replaced,
@@ -11,6 +12,8 @@
 
 mod classify;
 mod error;
+#[cfg(feature = "local-embeddings")]
+pub mod local;
 mod openai;
 mod retry;
 mod transport;
@@ -18,6 +21,8 @@ mod transport;
 use async_trait::async_trait;
 
 pub use error::EmbedError;
+#[cfg(feature = "local-embeddings")]
+pub use local::LocalEmbedder;
 pub use openai::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, OpenAiEmbedder, OpenAiEmbedderConfig};
 pub use retry::{RetryPolicy, backoff_delay, random_jitter};
 
