@@ -79,3 +79,43 @@ pub async fn start_runtime(
     let config = runtime_config(settings)?;
     dossier_actors::runtime::Runtime::start(store, config).await.map_err(|error| AppError::Usage(error.to_string()))
 }
+
+/// Opens the read model beside the configured log (the store must have been opened, so its migrations ran).
+pub async fn open_read_model(
+    settings: &Settings,
+) -> Result<Arc<dyn dossier_projections::read_model::ReadModelStore>, AppError> {
+    use dossier_projections::read_model::{postgres::PostgresReadModel, sqlite::SqliteReadModel};
+    let read_model: Arc<dyn dossier_projections::read_model::ReadModelStore> = match &settings.database_url {
+        Some(url) => {
+            let config = dossier_events::postgres::connect::parse_url(url.expose_secret())?;
+            Arc::new(PostgresReadModel::connect(config, settings.pool_size).await.map_err(read_model_error)?)
+        }
+        None => Arc::new(SqliteReadModel::open(&settings.data_dir).await.map_err(read_model_error)?),
+    };
+    Ok(read_model)
+}
+
+fn read_model_error(error: dossier_projections::read_model::ReadModelError) -> AppError {
+    AppError::Usage(error.to_string())
+}
+
+/// Starts the read-model projection under its supervising actor.
+pub async fn start_projection(
+    store: Arc<dyn EventStore>,
+    read_model: Arc<dyn dossier_projections::read_model::ReadModelStore>,
+) -> Result<ractor::ActorRef<dossier_actors::runtime::projection::ProjectionMsg>, AppError> {
+    use dossier_actors::runtime::projection::{ProjectionActor, ProjectionArgs};
+    use dossier_projections::runner::{READ_MODEL, RunnerConfig, initial_status};
+    let (status, _) = tokio::sync::watch::channel(initial_status(READ_MODEL, 0));
+    let args = ProjectionArgs {
+        log: store,
+        read_model,
+        config: RunnerConfig::default(),
+        policy: dossier_actors::runtime::restart::RestartPolicy::default(),
+        status,
+    };
+    let (actor, _) = ractor::Actor::spawn(None, ProjectionActor, args)
+        .await
+        .map_err(|error| AppError::Usage(format!("cannot start the read-model projection: {error}")))?;
+    Ok(actor)
+}

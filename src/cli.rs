@@ -37,7 +37,20 @@ pub enum Command {
         limit: Option<u64>,
     },
     /// Check every stream's hash chain and the global order; exit 1 naming the first bad event.
-    Verify,
+    Verify {
+        /// Also compare the read model with a replay of the log, printing every difference.
+        #[arg(long)]
+        projections: bool,
+    },
+    /// Rebuild a projection into a new generation while the live one keeps serving, then switch it in.
+    Rebuild {
+        /// The projection (`read_model`).
+        #[arg(value_parser = ["read_model"])]
+        projection: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Ingest files or whole directories and wait until every document is ready or failed.
     Ingest {
         /// Files or directories.

@@ -25,8 +25,11 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
         Command::Serve { bind } => {
             let store = backend::open(&settings, backend::Access::Serve).await?;
             let runtime = backend::start_runtime(&settings, std::sync::Arc::clone(&store)).await?;
+            let read_model = backend::open_read_model(&settings).await?;
+            let projection = backend::start_projection(std::sync::Arc::clone(&store), read_model).await?;
             let app = server::Application::build(bind.unwrap_or(settings.bind), store).await?;
             app.run_until(server::shutdown_signal()).await;
+            projection.stop(Some("shutdown".into()));
             runtime.shutdown();
             Ok(())
         }
@@ -49,9 +52,20 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             let store = backend::open(&settings, backend::Access::Inspect).await?;
             commands::events::run(store.as_ref(), stream.as_deref(), after, limit).await
         }
-        Command::Verify => {
+        Command::Verify { projections } => {
             let store = backend::open(&settings, backend::Access::Inspect).await?;
-            commands::verify::run(store.as_ref()).await
+            commands::verify::run(store.as_ref()).await?;
+            if projections {
+                let read_model = backend::open_read_model(&settings).await?;
+                commands::projections::verify(store.as_ref(), read_model.as_ref()).await?;
+            }
+            Ok(())
+        }
+        Command::Rebuild { projection: _, quiet } => {
+            let store = backend::open(&settings, backend::Access::Serve).await?;
+            let read_model = backend::open_read_model(&settings).await?;
+            let show_progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            commands::projections::rebuild(store, read_model, show_progress).await
         }
         Command::Bench { bench: Bench::Ingest { backend, corpus, limit } } => {
             commands::bench_ingest::run(&settings, backend, &corpus, limit).await

@@ -4,4 +4,5 @@ pub mod bench;
 pub mod bench_ingest;
 pub mod events;
 pub mod ingest;
+pub mod projections;
 pub mod verify;

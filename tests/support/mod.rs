@@ -10,6 +10,9 @@ use dossier_events::postgres::connect::{create_database, drop_database, parse_ur
 use dossier_events::postgres::{PostgresOptions, PostgresStore};
 use dossier_events::sqlite::{DATABASE_FILE, SqliteOptions, SqliteStore};
 use dossier_events::{CommitHook, EventStore};
+use dossier_projections::read_model::ReadModelStore;
+use dossier_projections::read_model::postgres::PostgresReadModel;
+use dossier_projections::read_model::sqlite::SqliteReadModel;
 use uuid::Uuid;
 
 /// The backends every contract test runs against.
@@ -76,6 +79,20 @@ impl Scratch {
                 let url = self.database_url().expect("postgres scratch");
                 let options = PostgresOptions { commit_hook: hook, ..PostgresOptions::default() };
                 Arc::new(PostgresStore::connect(&url, options).await.expect("connect postgres store"))
+            }
+        }
+    }
+
+    /// The read model on this scratch database, opened after the event store (whose migrations create its tables).
+    pub async fn open_read_model(&self) -> Arc<dyn ReadModelStore> {
+        drop(self.open().await);
+        match self.backend {
+            Backend::Embedded => {
+                Arc::new(SqliteReadModel::open(&self.data_dir()).await.expect("open embedded read model"))
+            }
+            Backend::Postgres => {
+                let config = parse_url(&self.database_url().expect("postgres scratch")).expect("valid url");
+                Arc::new(PostgresReadModel::connect(config, 2).await.expect("connect postgres read model"))
             }
         }
     }

@@ -95,8 +95,8 @@ impl LocalEmbedder {
             .ok_or_else(|| fail(&config_path, &"hidden_size must be between 1 and 2^32 - 1"))?;
 
         check_pooling(&model_dir.join("1_Pooling").join("config.json"), &fail)?;
-        let max_seq_length =
-            read_max_seq_length(&model_dir.join("sentence_bert_config.json"), &fail)?.min(config.max_position_embeddings);
+        let max_seq_length = read_max_seq_length(&model_dir.join("sentence_bert_config.json"), &fail)?
+            .min(config.max_position_embeddings);
         if max_seq_length < 2 {
             return Err(fail(&config_path, &"the maximum sequence length must leave room for [CLS] and [SEP]"));
         }
@@ -112,10 +112,8 @@ impl LocalEmbedder {
             ..tokenizer.get_padding().cloned().unwrap_or_default()
         };
         tokenizer.with_padding(Some(padding));
-        let truncation = TruncationParams {
-            max_length: max_seq_length,
-            ..tokenizer.get_truncation().cloned().unwrap_or_default()
-        };
+        let truncation =
+            TruncationParams { max_length: max_seq_length, ..tokenizer.get_truncation().cloned().unwrap_or_default() };
         tokenizer.with_truncation(Some(truncation)).map_err(|error| fail(&tokenizer_path, &error))?;
 
         let weights_path = model_dir.join("model.safetensors");
@@ -165,11 +163,10 @@ impl Embedder for LocalEmbedder {
             return Ok(Vec::new());
         }
         // The semaphore is never closed, so acquiring fails only if that changes; say so rather than panic.
-        let _permit = self
-            .permit
-            .acquire()
-            .await
-            .map_err(|_| EmbedError::permanent(format!("local embedding model `{}`: embedder closed", self.model)))?;
+        let _permit =
+            self.permit.acquire().await.map_err(|_| {
+                EmbedError::permanent(format!("local embedding model `{}`: embedder closed", self.model))
+            })?;
         let started = Instant::now();
         let runner = Arc::clone(&self.runner);
         let owned = texts.to_vec();

@@ -1,0 +1,227 @@
+//! The projection runner: follows the global log from a projection's checkpoint and applies events in batches.
+//!
+//! A batch closes when it holds `batch_size` events or `batch_wait` has passed since its first event. Its events are
+//! folded into the rows of the documents they touch and written with the new checkpoint in one transaction. An event
+//! the projection cannot apply (unknown type, a document never uploaded) stops the projection: it is recorded with
+//! its position and error, the checkpoint stays before it, and other projections keep running.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dossier_events::{EventStore, RecordedEvent, StoreError};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::read_model::{ApplyError, DocumentChange, ReadModelError, ReadModelStore, apply};
+
+/// How often a live runner checks whether a rebuild replaced its generation.
+const GENERATION_CHECK: Duration = Duration::from_secs(1);
+
+/// The read model's projection name.
+pub const READ_MODEL: &str = "read_model";
+
+/// Batching of a runner.
+#[derive(Clone, Copy, Debug)]
+pub struct RunnerConfig {
+    /// Most events per transaction.
+    pub batch_size: usize,
+    /// Longest a batch waits for more events after its first.
+    pub batch_wait: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self { batch_size: 1_000, batch_wait: Duration::from_millis(20) }
+    }
+}
+
+/// What a projection is doing.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RunnerState {
+    /// Starting up.
+    Starting,
+    /// Applying events.
+    Running,
+    /// Stopped at an event it cannot apply.
+    Stopped {
+        /// The event's position.
+        position: u64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A projection's progress, published after every batch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProjectionStatus {
+    /// The projection.
+    pub name: String,
+    /// The generation this runner fills.
+    pub generation: u32,
+    /// The last position applied.
+    pub checkpoint: u64,
+    /// The log's head when last looked at.
+    pub head: u64,
+    /// Events not yet applied.
+    pub lag_events: u64,
+    /// Age of the newest applied event when it was applied (0 when caught up with nothing new).
+    pub lag_seconds: f64,
+    /// Throughput of the last batch.
+    pub events_per_sec: f64,
+    /// Its state.
+    pub state: RunnerState,
+}
+
+/// Why a runner ended.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The read model failed.
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+    /// An event cannot be applied; the projection stopped before it.
+    #[error("projection stopped: {0}")]
+    Poison(#[from] ApplyError),
+}
+
+/// Runs the read-model projection for `generation` until the subscription ends or an error stops it.
+///
+/// `until` bounds a run (a rebuild stops at a target head); `None` follows the log for ever.
+pub async fn run_read_model(
+    log: Arc<dyn EventStore>,
+    read_model: Arc<dyn ReadModelStore>,
+    generation: u32,
+    config: RunnerConfig,
+    status: watch::Sender<ProjectionStatus>,
+    until: Option<u64>,
+) -> Result<(), RunnerError> {
+    let mut checkpoint = read_model.checkpoint(READ_MODEL, generation).await?;
+    if let Some(stopped) = checkpoint.as_ref().filter(|c| c.state == "stopped") {
+        let error = stopped.error.clone().unwrap_or_default();
+        status.send_modify(|s| s.state = RunnerState::Stopped { position: stopped.position + 1, error });
+        return Ok(());
+    }
+    let mut position = checkpoint.take().map_or(0, |c| c.position);
+    status.send_modify(|s| {
+        s.checkpoint = position;
+        s.state = RunnerState::Running;
+    });
+    if until.is_some_and(|until| position >= until) {
+        return Ok(());
+    }
+    let mut subscription = Arc::clone(&log).subscribe_all(position);
+    let mut generation_checked = Instant::now();
+    loop {
+        // A runner that follows the live generation hands over when a rebuild switches another one in.
+        if until.is_none() && generation_checked.elapsed() >= GENERATION_CHECK {
+            generation_checked = Instant::now();
+            if read_model.live_generation(READ_MODEL).await? != generation {
+                tracing::info!(projection = READ_MODEL, generation, "projection_generation_replaced");
+                return Ok(());
+            }
+        }
+        let first = match tokio::time::timeout(GENERATION_CHECK, subscription.next()).await {
+            Ok(Some(first)) => first,
+            Ok(None) => return Ok(()),
+            Err(_) => continue,
+        };
+        let mut batch = vec![first?];
+        let deadline = tokio::time::Instant::now() + config.batch_wait;
+        while batch.len() < config.batch_size && until.is_none_or(|until| last_position(&batch) < until) {
+            match tokio::time::timeout_at(deadline, subscription.next()).await {
+                Ok(Some(event)) => batch.push(event?),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if let Some(until) = until {
+            batch.retain(|event| event.position <= until);
+        }
+        let started = Instant::now();
+        let to = last_position(&batch);
+        match fold(read_model.as_ref(), generation, &batch).await {
+            Ok(changes) => read_model.commit(READ_MODEL, generation, position, to, &changes).await?,
+            Err(RunnerError::Poison(error)) => {
+                let message = error.to_string();
+                tracing::error!(projection = READ_MODEL, generation, error = %message, "projection_stopped");
+                read_model.record_failure(READ_MODEL, generation, &message).await?;
+                status.send_modify(|s| s.state = RunnerState::Stopped { position: error.position(), error: message });
+                return Err(RunnerError::Poison(error));
+            }
+            Err(other) => return Err(other),
+        }
+        position = to;
+        let head = log.watch_head().borrow().to_owned().max(to);
+        let newest = batch.last().map(|event| event.recorded_at);
+        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        status.send_modify(|s| {
+            s.checkpoint = to;
+            s.head = head;
+            s.lag_events = head.saturating_sub(to);
+            s.lag_seconds = if s.lag_events == 0 {
+                0.0
+            } else {
+                newest.map_or(0.0, |at| (OffsetDateTime::now_utc() - at).as_seconds_f64().max(0.0))
+            };
+            s.events_per_sec = batch.len() as f64 / elapsed;
+        });
+        if until.is_some_and(|until| to >= until) {
+            return Ok(());
+        }
+    }
+}
+
+fn last_position(batch: &[RecordedEvent]) -> u64 {
+    batch.last().map_or(0, |event| event.position)
+}
+
+/// Folds a batch into per-document changes, starting from the stored rows.
+async fn fold(
+    read_model: &dyn ReadModelStore,
+    generation: u32,
+    batch: &[RecordedEvent],
+) -> Result<Vec<DocumentChange>, RunnerError> {
+    let mut order: Vec<Uuid> = Vec::new();
+    let mut touched: HashMap<Uuid, DocumentChange> = HashMap::new();
+    for event in batch {
+        if let Some(document_id) = event.stream_id.document_id()
+            && !touched.contains_key(&document_id)
+        {
+            touched.insert(document_id, DocumentChange::default());
+            order.push(document_id);
+        }
+    }
+    let stored = read_model.load_documents(generation, &order).await?;
+    for (document_id, row) in stored {
+        if let Some(change) = touched.get_mut(&document_id) {
+            change.row = Some(row);
+        }
+    }
+    for event in batch {
+        // Only document streams feed the read model; other streams (none yet) pass by.
+        let Some(document_id) = event.stream_id.document_id() else { continue };
+        if let Some(change) = touched.get_mut(&document_id) {
+            apply(change, document_id, event)?;
+        }
+    }
+    Ok(order.into_iter().filter_map(|id| touched.remove(&id)).collect())
+}
+
+/// A fresh status for a projection generation.
+pub fn initial_status(name: &str, generation: u32) -> ProjectionStatus {
+    ProjectionStatus {
+        name: name.to_owned(),
+        generation,
+        checkpoint: 0,
+        head: 0,
+        lag_events: 0,
+        lag_seconds: 0.0,
+        events_per_sec: 0.0,
+        state: RunnerState::Starting,
+    }
+}
