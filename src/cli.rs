@@ -86,6 +86,24 @@ pub enum Bench {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
     },
+    /// Rebuild the read model from a synthetic log: events/s, total time, peak RSS.
+    Rebuild {
+        /// Backend to measure: the configured one by default.
+        #[arg(long, value_enum)]
+        backend: Option<BenchBackend>,
+        /// Documents in the synthetic log.
+        #[arg(long, default_value_t = 25_000)]
+        documents: usize,
+        /// Events per document (5 lifecycle events, the rest metadata updates).
+        #[arg(long, default_value_t = 40)]
+        events_per_document: usize,
+        /// Chunks (with vectors) per document.
+        #[arg(long, default_value_t = 4)]
+        chunks_per_document: usize,
+        /// Vector length.
+        #[arg(long, default_value_t = 384)]
+        dimensions: usize,
+    },
     /// Ingest a BEIR corpus through the pipeline: docs/s, chunks/s, peak RSS, overhead ratio.
     Ingest {
         /// Backend to measure: the configured one by default.

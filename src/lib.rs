@@ -67,6 +67,17 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             let show_progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
             commands::projections::rebuild(store, read_model, show_progress).await
         }
+        Command::Bench {
+            bench: Bench::Rebuild { backend, documents, events_per_document, chunks_per_document, dimensions },
+        } => {
+            let shape = commands::bench_rebuild::RebuildBench {
+                documents,
+                events_per_document,
+                chunks_per_document,
+                dimensions,
+            };
+            commands::bench_rebuild::run(&settings, backend, shape).await
+        }
         Command::Bench { bench: Bench::Ingest { backend, corpus, limit } } => {
             commands::bench_ingest::run(&settings, backend, &corpus, limit).await
         }

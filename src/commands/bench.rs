@@ -102,6 +102,15 @@ impl ScratchStore {
         }
     }
 
+    /// The scratch database's configuration (Postgres only).
+    pub fn database_config(&self) -> Option<tokio_postgres::Config> {
+        self.database.as_ref().map(|(admin, name)| {
+            let mut config = admin.clone();
+            config.dbname(name);
+            config
+        })
+    }
+
     /// Removes the directory and the database.
     pub async fn remove(self) -> Result<(), AppError> {
         drop(self.store);

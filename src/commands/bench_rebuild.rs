@@ -1,0 +1,163 @@
+//! `dossier bench rebuild`: builds a synthetic log (documents with chunks and 384-dimension vectors, plus metadata
+//! updates to reach the event count), then rebuilds the read model from it and prints events/s, total time and
+//! peak RSS as JSON.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dossier_events::document::{
+    BlobRef, Chunk, ChunkerSettings, ChunksEmbedded, DocumentChunked, DocumentEvent, DocumentParsed, DocumentReady,
+    DocumentUploaded, MetadataUpdated, encode_vector,
+};
+use dossier_events::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamId};
+use dossier_projections::read_model::ReadModelStore;
+use dossier_projections::read_model::postgres::PostgresReadModel;
+use dossier_projections::read_model::sqlite::SqliteReadModel;
+use dossier_projections::rebuild::rebuild_read_model;
+use dossier_projections::runner::{READ_MODEL, RunnerConfig, initial_status};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::cli::BenchBackend;
+use crate::commands::bench::{ScratchStore, print};
+use crate::error::AppError;
+use crate::settings::Settings;
+
+/// The shape of the synthetic log.
+#[derive(Clone, Copy, Debug)]
+pub struct RebuildBench {
+    /// Documents.
+    pub documents: usize,
+    /// Events per document (5 lifecycle events, the rest metadata updates).
+    pub events_per_document: usize,
+    /// Chunks (and vectors) per document.
+    pub chunks_per_document: usize,
+    /// Vector length.
+    pub dimensions: usize,
+}
+
+#[derive(Serialize)]
+struct Report {
+    benchmark: &'static str,
+    backend: &'static str,
+    events: u64,
+    documents: usize,
+    chunks: usize,
+    dimensions: usize,
+    fill_seconds: f64,
+    read_model_rebuild_seconds: f64,
+    read_model_events_per_sec: f64,
+    vector_index: Option<f64>,
+    peak_rss_mib: f64,
+}
+
+/// Runs the benchmark and prints one JSON object.
+pub async fn run(settings: &Settings, backend: Option<BenchBackend>, shape: RebuildBench) -> Result<(), AppError> {
+    if shape.events_per_document < 5 {
+        return Err(AppError::Usage("--events-per-document must be at least 5 (the lifecycle)".into()));
+    }
+    let scratch = ScratchStore::create(settings, backend).await?;
+    let result = measure(&scratch, shape).await;
+    scratch.remove().await?;
+    print(&result?)
+}
+
+async fn measure(scratch: &ScratchStore, shape: RebuildBench) -> Result<Report, AppError> {
+    let started = Instant::now();
+    fill(&scratch.store, shape).await?;
+    let fill_seconds = started.elapsed().as_secs_f64();
+    let events = scratch.store.head_position().await?;
+    let read_model: Arc<dyn ReadModelStore> = match scratch.database_config() {
+        Some(config) => Arc::new(PostgresReadModel::connect(config, 8).await.map_err(usage)?),
+        None => Arc::new(SqliteReadModel::open(&scratch.dir).await.map_err(usage)?),
+    };
+    let (status, _) = tokio::sync::watch::channel(initial_status(READ_MODEL, 0));
+    let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
+    let started = Instant::now();
+    rebuild_read_model(Arc::clone(&scratch.store), read_model, config, status).await.map_err(usage)?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        benchmark: "rebuild",
+        backend: scratch.store.backend_name(),
+        events,
+        documents: shape.documents,
+        chunks: shape.documents * shape.chunks_per_document,
+        dimensions: shape.dimensions,
+        fill_seconds,
+        read_model_rebuild_seconds: seconds,
+        read_model_events_per_sec: events as f64 / seconds,
+        // The vector index (Qdrant) is not built yet.
+        vector_index: None,
+        peak_rss_mib: crate::commands::bench_ingest::peak_rss_mib(),
+    })
+}
+
+fn usage(error: impl std::fmt::Display) -> AppError {
+    AppError::Usage(error.to_string())
+}
+
+/// Appends every document's events (one append per document) from 4 writers.
+async fn fill(store: &Arc<dyn EventStore>, shape: RebuildBench) -> Result<(), AppError> {
+    let writers = 4;
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let store = Arc::clone(store);
+        tasks.push(tokio::spawn(async move {
+            for index in (writer..shape.documents).step_by(writers) {
+                let document_id = Uuid::now_v7();
+                let events = document_events(document_id, index, shape)?;
+                let metadata = EventMetadata::new("bench", "bench:rebuild");
+                store.append(&StreamId::for_document(document_id), ExpectedVersion::NoStream, events, metadata).await?;
+            }
+            Ok::<_, AppError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|error| AppError::Usage(format!("benchmark writer panicked: {error}")))??;
+    }
+    Ok(())
+}
+
+fn document_events(document_id: Uuid, index: usize, shape: RebuildBench) -> Result<Vec<NewEvent>, AppError> {
+    let sha = format!("{:064x}", index);
+    let chunks: Vec<Chunk> = (0..shape.chunks_per_document)
+        .map(|i| {
+            let text = format!("Chunk {i} of synthetic document {index}: ").repeat(8);
+            let start = (i * text.len()) as u64;
+            Chunk { index: i as u32, byte_start: start, byte_end: start + text.len() as u64, text }
+        })
+        .collect();
+    let vectors = (0..shape.chunks_per_document)
+        .map(|i| {
+            let raw: Vec<f32> = (0..shape.dimensions).map(|d| ((index * 31 + i * 7 + d) % 97) as f32 / 97.0).collect();
+            let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+            encode_vector(&raw.iter().map(|x| x / norm).collect::<Vec<_>>())
+        })
+        .collect();
+    let mut events = vec![
+        DocumentEvent::from(DocumentUploaded {
+            document_id,
+            filename: format!("synthetic-{index}.txt"),
+            media_type: "text/plain".into(),
+            blob: BlobRef { sha256: sha.clone(), size: 4_096 },
+            metadata: serde_json::Map::new(),
+        }),
+        DocumentEvent::from(DocumentParsed {
+            text_sha256: sha,
+            text_length: 4_096,
+            title: Some(format!("Synthetic {index}")),
+            page_count: None,
+            parser: "plain-text".into(),
+        }),
+        DocumentEvent::from(DocumentChunked { chunker: ChunkerSettings { max_chars: 1_000, overlap: 100 }, chunks }),
+        DocumentEvent::from(ChunksEmbedded { model: "synthetic".into(), dimensions: shape.dimensions as u32, vectors }),
+        DocumentEvent::from(DocumentReady {}),
+    ];
+    for update in 0..shape.events_per_document - 5 {
+        let mut set = serde_json::Map::new();
+        set.insert("revision".into(), json!(update));
+        events.push(DocumentEvent::from(MetadataUpdated { set, unset: vec![] }));
+    }
+    events.iter().map(|event| event.to_new_event().map_err(usage)).collect()
+}
