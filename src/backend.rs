@@ -61,7 +61,9 @@ pub fn runtime_config(settings: &Settings) -> Result<dossier_actors::runtime::Ru
         )));
     }
     config.max_upload_bytes = settings.max_upload_bytes;
-    if let (Some(base_url), Some(model)) = (&settings.llm_base_url, &settings.embedding_model) {
+    if let Some(dir) = &settings.embedding_model_dir {
+        config.embedder = Some(local_embedder(dir)?);
+    } else if let (Some(base_url), Some(model)) = (&settings.llm_base_url, &settings.embedding_model) {
         let mut embedder = OpenAiEmbedderConfig::new(base_url.clone(), model.clone());
         embedder.api_key = settings.llm_api_key.clone();
         embedder.dimensions = settings.embedding_dimensions;
@@ -118,4 +120,19 @@ pub async fn start_projection(
         .await
         .map_err(|error| AppError::Usage(format!("cannot start the read-model projection: {error}")))?;
     Ok(actor)
+}
+
+#[cfg(feature = "local-embeddings")]
+fn local_embedder(dir: &std::path::Path) -> Result<Arc<dyn dossier_actors::embed::Embedder>, AppError> {
+    let embedder =
+        dossier_actors::embed::LocalEmbedder::load(dir, 32).map_err(|error| AppError::Usage(error.to_string()))?;
+    Ok(Arc::new(embedder))
+}
+
+#[cfg(not(feature = "local-embeddings"))]
+fn local_embedder(dir: &std::path::Path) -> Result<Arc<dyn dossier_actors::embed::Embedder>, AppError> {
+    Err(AppError::Usage(format!(
+        "EMBEDDING_MODEL_DIR={} needs a dossier built with the local-embeddings feature",
+        dir.display()
+    )))
 }

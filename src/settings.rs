@@ -42,6 +42,9 @@ pub struct Settings {
     pub llm_api_key: Option<SecretString>,
     /// `EMBEDDING_MODEL`: the embedding model at `LLM_BASE_URL`; unset: no dense vectors (search is lexical).
     pub embedding_model: Option<String>,
+    /// `EMBEDDING_MODEL_DIR`: a local sentence-transformers model directory (e.g. all-MiniLM-L6-v2) run in process
+    /// with candle; takes precedence over `EMBEDDING_MODEL`.
+    pub embedding_model_dir: Option<PathBuf>,
     /// `EMBEDDING_DIMENSIONS`: the model's vector length, checked on every answer.
     pub embedding_dimensions: Option<u32>,
     /// `CHUNK_MAX_CHARS` / `CHUNK_OVERLAP`: chunk size and overlap in characters (default 1000 / 100).
@@ -95,6 +98,7 @@ impl Settings {
             llm_base_url: get("LLM_BASE_URL"),
             llm_api_key: get("LLM_API_KEY").map(SecretString::from),
             embedding_model: get("EMBEDDING_MODEL"),
+            embedding_model_dir: get("EMBEDDING_MODEL_DIR").map(PathBuf::from),
             embedding_dimensions: get("EMBEDDING_DIMENSIONS")
                 .map(|text| {
                     text.trim().parse().map_err(|error| SettingsError {

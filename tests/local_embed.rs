@@ -44,7 +44,7 @@ const HORSE: &str = "A man is riding a horse.";
 /// Cosine similarities from the NumPy reference: food/bread, food/horse, bread/horse.
 const REFERENCE_COSINES: [f32; 3] = [0.7553371, 0.2474016, 0.1441837];
 
-/// 55 tokens with [CLS] and [SEP], about a chunk's sentence.
+/// 55 tokens with `[CLS]` and `[SEP]`, about a chunk's sentence.
 const SENTENCE_55_TOKENS: &str = "Chronic inflammation in adipose tissue is associated with insulin resistance, and \
     macrophages recruited to the fat pad secrete cytokines that impair glucose uptake in muscle and liver cells, \
     according to several large cohort studies in obese adults over ten years.";

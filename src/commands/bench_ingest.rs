@@ -111,18 +111,18 @@ async fn measure(
     let seconds = started.elapsed().as_secs_f64();
     runtime.shutdown();
     let summary = summary?;
-    // The same chunks the pipeline made, for the chunk count and the embedder-only baseline.
-    let chunk_texts: Vec<String> = texts
+    // The same chunks the pipeline made, grouped by document as the pipeline embeds them (one call per document),
+    // for the chunk count and the embedder-only baseline.
+    let per_document: Vec<Vec<String>> = texts
         .iter()
-        .flat_map(|text| chunk(text, false, chunking).unwrap_or_default())
-        .map(|piece| piece.text)
+        .map(|text| chunk(text, false, chunking).unwrap_or_default().into_iter().map(|piece| piece.text).collect())
         .collect();
-    let chunks = chunk_texts.len();
+    let chunks = per_document.iter().map(Vec::len).sum::<usize>();
     let embedder_only = match &embedder {
         Some(embedder) => {
             let started = Instant::now();
-            for batch in chunk_texts.chunks(256) {
-                embedder.embed(batch).await.map_err(|error| AppError::Usage(error.to_string()))?;
+            for texts in &per_document {
+                embedder.embed(texts).await.map_err(|error| AppError::Usage(error.to_string()))?;
             }
             Some(chunks as f64 / started.elapsed().as_secs_f64())
         }

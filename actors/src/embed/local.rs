@@ -142,7 +142,7 @@ impl LocalEmbedder {
         &self.model_dir
     }
 
-    /// The longest input, in tokens ([CLS] and [SEP] included), before a text is truncated.
+    /// The longest input, in tokens (`[CLS]` and `[SEP]` included), before a text is truncated.
     pub fn max_seq_length(&self) -> usize {
         self.runner.max_seq_length
     }
