@@ -61,6 +61,7 @@ pub fn runtime_config(settings: &Settings) -> Result<dossier_actors::runtime::Ru
         )));
     }
     config.max_upload_bytes = settings.max_upload_bytes;
+    config.deduplicate = settings.deduplicate;
     if let Some(dir) = &settings.embedding_model_dir {
         config.embedder = Some(local_embedder(dir)?);
     } else if let (Some(base_url), Some(model)) = (&settings.llm_base_url, &settings.embedding_model) {

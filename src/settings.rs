@@ -53,6 +53,8 @@ pub struct Settings {
     pub chunk_overlap: usize,
     /// `MAX_UPLOAD_BYTES`: largest accepted upload (default 50 MiB).
     pub max_upload_bytes: usize,
+    /// `DOSSIER_DEDUPLICATE`: the same bytes uploaded again in a tenant return the existing document (default true).
+    pub deduplicate: bool,
 }
 
 /// A setting that could not be read.
@@ -110,6 +112,7 @@ impl Settings {
             chunk_max_chars: parse(&get, "CHUNK_MAX_CHARS", 1_000)?,
             chunk_overlap: parse(&get, "CHUNK_OVERLAP", 100)?,
             max_upload_bytes: parse(&get, "MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
+            deduplicate: parse(&get, "DOSSIER_DEDUPLICATE", true)?,
         })
     }
 }

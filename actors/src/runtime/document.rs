@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dossier_events::document::{DocumentCommand, DocumentEvent, DocumentState, DocumentStatus, Stage, decide, evolve};
+use dossier_events::document::{DocumentCommand, DocumentEvent, DocumentState, Stage, decide, evolve};
 use dossier_events::{EventMetadata, EventStore, ExpectedVersion, StoreError, StreamId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use time::OffsetDateTime;
@@ -17,10 +17,8 @@ use uuid::Uuid;
 
 use crate::runtime::error::CommandError;
 use crate::runtime::pipeline::{Pipeline, StageError, StageJob, StageOutput};
+use crate::runtime::process::{NextStep, next_step, record_result};
 use crate::runtime::supervisor::DocumentsMsg;
-
-/// Attempts per stage before the document fails.
-pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Reloads after a version conflict before giving up.
 const MAX_RELOADS: usize = 5;
@@ -329,77 +327,56 @@ impl DocumentActorState {
 
     /// Turns a stage result into the command that records it.
     async fn record_stage(&mut self, stage: Stage, attempt: u32, result: Result<StageOutput, StageError>) {
-        let command = match result {
-            Ok(StageOutput::Parsed { text_sha256, text_length, title, page_count, parser }) => {
-                DocumentCommand::RecordParse { text_sha256, text_length, title, page_count, parser }
-            }
-            Ok(StageOutput::Chunked { chunker, chunks }) => DocumentCommand::RecordChunks { chunker, chunks },
-            Ok(StageOutput::Embedded { model, dimensions, vectors }) => {
-                DocumentCommand::RecordEmbeddings { model, dimensions, vectors }
-            }
-            Err(StageError::Transient { reason, retry_after }) if attempt < MAX_ATTEMPTS => {
-                let delay = crate::embed::backoff_delay(
-                    attempt,
-                    Duration::from_millis(500),
-                    Duration::from_secs(30),
-                    retry_after,
-                    rand::random::<f64>(),
-                );
-                let retry_at = OffsetDateTime::now_utc() + delay;
-                DocumentCommand::RecordStageFailure { stage, attempt, error: reason, retry_at: Some(retry_at) }
-            }
-            Err(error) => DocumentCommand::Fail { stage, reason: error.reason().to_owned(), attempts: attempt },
-        };
+        let command = record_result(stage, attempt, result, rand::random::<f64>(), OffsetDateTime::now_utc());
         self.system_command(command).await;
     }
 
     /// Starts whatever the document waits for: a stage, a scheduled retry, or marking it ready.
     async fn advance(&mut self, myself: &ActorRef<DocumentMsg>) {
         loop {
-            let Some(status) = self.state.status else { return };
-            if status == DocumentStatus::Embedded
-                || (status == DocumentStatus::Chunked && !self.args.pipeline.has_embedder())
-            {
-                let before = self.state.version;
-                self.system_command(DocumentCommand::MarkReady).await;
-                if self.state.version == before {
-                    return;
-                }
-                continue;
-            }
-            let Some(stage) = self.state.pending_stage() else { return };
             let generation = self.state.generation;
-            if self.in_flight == Some((generation, stage)) || self.retry_scheduled {
-                return;
-            }
-            if let Some(retry_at) = self.state.retry_at {
-                let wait = retry_at - OffsetDateTime::now_utc();
-                if wait.is_positive() {
-                    self.retry_scheduled = true;
-                    let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
-                    myself.send_after(wait, move || DocumentMsg::RetryStage { generation });
+            match next_step(&self.state, self.args.pipeline.has_embedder(), OffsetDateTime::now_utc()) {
+                NextStep::Nothing => return,
+                NextStep::MarkReady => {
+                    let before = self.state.version;
+                    self.system_command(DocumentCommand::MarkReady).await;
+                    if self.state.version == before {
+                        return;
+                    }
+                }
+                NextStep::WaitUntil(retry_at) => {
+                    if !self.retry_scheduled {
+                        self.retry_scheduled = true;
+                        let wait = Duration::try_from(retry_at - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO);
+                        myself.send_after(wait, move || DocumentMsg::RetryStage { generation });
+                    }
+                    return;
+                }
+                NextStep::Run { stage, attempt } => {
+                    if self.in_flight == Some((generation, stage)) || self.retry_scheduled {
+                        return;
+                    }
+                    let (Some(blob), Some(media_type), Some(filename)) =
+                        (self.state.blob.as_ref(), self.state.media_type.as_ref(), self.state.filename.as_ref())
+                    else {
+                        return;
+                    };
+                    let job = StageJob {
+                        document_id: self.args.document_id,
+                        generation,
+                        stage,
+                        attempt,
+                        blob_sha256: blob.sha256.clone(),
+                        media_type: media_type.clone(),
+                        filename: filename.clone(),
+                        text_sha256: self.state.parse.as_ref().map(|parsed| parsed.text_sha256.clone()),
+                        chunk_texts: Arc::clone(&self.chunk_texts),
+                    };
+                    self.in_flight = Some((generation, stage));
+                    self.args.pipeline.start(job, myself.clone());
                     return;
                 }
             }
-            let (Some(blob), Some(media_type), Some(filename)) =
-                (self.state.blob.as_ref(), self.state.media_type.as_ref(), self.state.filename.as_ref())
-            else {
-                return;
-            };
-            let job = StageJob {
-                document_id: self.args.document_id,
-                generation,
-                stage,
-                attempt: self.state.failed_attempts + 1,
-                blob_sha256: blob.sha256.clone(),
-                media_type: media_type.clone(),
-                filename: filename.clone(),
-                text_sha256: self.state.parse.as_ref().map(|parsed| parsed.text_sha256.clone()),
-                chunk_texts: Arc::clone(&self.chunk_texts),
-            };
-            self.in_flight = Some((generation, stage));
-            self.args.pipeline.start(job, myself.clone());
-            return;
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod document;
 pub mod error;
 pub mod pipeline;
+pub mod process;
 pub mod projection;
 pub mod recovery;
 pub mod restart;
