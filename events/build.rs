@@ -1,4 +1,7 @@
 //! Embeds the numbered SQL migrations of `schema/<backend>/` so the binary carries its schema.
+//!
+//! Panics here are build failures with a message (a misnamed or unreadable migration file), which is what they
+//! should be: no binary may be built with a schema it cannot read.
 
 use std::fmt::Write as _;
 use std::path::Path;
