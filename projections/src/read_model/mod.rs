@@ -1,5 +1,6 @@
 //! The read model: documents and chunks as the API serves them, projected from the log.
 
+mod paging;
 pub mod postgres;
 pub mod row;
 pub mod sqlite;

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
-use super::sqlite::{lower_bound, page};
+use super::paging::{lower_bound, page, sql_limit};
 use crate::read_model::row::{ChunkRow, DocumentChange, DocumentRow};
 use crate::read_model::store::{Checkpoint, DocumentPage, ReadModelError, ReadModelStore};
 
@@ -382,11 +382,6 @@ fn signed(value: u64, what: &str) -> Result<i64, ReadModelError> {
 
 fn int(value: u32, what: &str) -> Result<i32, ReadModelError> {
     i32::try_from(value).map_err(|_| ReadModelError::Database(format!("{what} {value} does not fit an integer")))
-}
-
-/// `limit` as a SQL `LIMIT` (saturating: no table holds `i64::MAX` rows).
-fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 fn unsigned(value: i64, what: &str) -> Result<u64, Failure> {

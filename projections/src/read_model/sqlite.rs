@@ -5,6 +5,7 @@
 //! writer (WAL readers never block it). The event log's writer thread holds its own connection to the same file:
 //! SQLite lets one of them write at a time (`BEGIN IMMEDIATE`) and the other waits up to the busy timeout.
 
+use super::paging::{lower_bound, page, sql_limit};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -230,33 +231,8 @@ fn unsigned(value: i64, what: &str) -> Result<u64, Failure> {
     u64::try_from(value).map_err(|_| Failure::Invalid(format!("negative {what} {value}")))
 }
 
-/// `limit` as a SQL `LIMIT` (saturating: no table holds `i64::MAX` rows).
-fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
 fn now_micros() -> i64 {
     unix_micros(OffsetDateTime::now_utc())
-}
-
-/// The inclusive lower bound of the ids after `after`, or `None` when no id can follow it.
-///
-/// Both backends order ids as bytes, which is the UUIDs' numeric order; an inclusive bound needs one statement
-/// whether or not there is a cursor. (Shared with the Postgres backend.)
-pub(super) fn lower_bound(after: Option<Uuid>) -> Option<Uuid> {
-    match after {
-        None => Some(Uuid::nil()),
-        Some(after) => after.as_u128().checked_add(1).map(Uuid::from_u128),
-    }
-}
-
-/// Cuts a page from `limit + 1` fetched documents; the cursor is set only when the extra one shows more exist.
-/// (Shared with the Postgres backend.)
-pub(super) fn page(mut documents: Vec<DocumentRow>, limit: usize) -> DocumentPage {
-    let more = documents.len() > limit;
-    documents.truncate(limit);
-    let next_after = if more { documents.last().map(|row| row.document_id) } else { None };
-    DocumentPage { documents, next_after }
 }
 
 fn decode_document(row: &rusqlite::Row<'_>) -> Result<DocumentRow, Failure> {
@@ -573,17 +549,5 @@ impl ReadModelStore for SqliteReadModel {
             Ok(chunks)
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lower_bound_follows_the_cursor_and_ends_at_the_largest_id() {
-        assert_eq!(lower_bound(None), Some(Uuid::nil()));
-        assert_eq!(lower_bound(Some(Uuid::from_u128(41))), Some(Uuid::from_u128(42)));
-        assert_eq!(lower_bound(Some(Uuid::max())), None);
     }
 }
