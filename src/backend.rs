@@ -102,14 +102,20 @@ fn read_model_error(error: dossier_projections::read_model::ReadModelError) -> A
     AppError::Usage(error.to_string())
 }
 
+/// The running read-model projection: its supervising actor and its published progress.
+pub type RunningProjection = (
+    ractor::ActorRef<dossier_actors::runtime::projection::ProjectionMsg>,
+    tokio::sync::watch::Receiver<dossier_projections::runner::ProjectionStatus>,
+);
+
 /// Starts the read-model projection under its supervising actor.
 pub async fn start_projection(
     store: Arc<dyn EventStore>,
     read_model: Arc<dyn dossier_projections::read_model::ReadModelStore>,
-) -> Result<ractor::ActorRef<dossier_actors::runtime::projection::ProjectionMsg>, AppError> {
+) -> Result<RunningProjection, AppError> {
     use dossier_actors::runtime::projection::{ProjectionActor, ProjectionArgs};
     use dossier_projections::runner::{READ_MODEL, RunnerConfig, initial_status};
-    let (status, _) = tokio::sync::watch::channel(initial_status(READ_MODEL, 0));
+    let (status, progress) = tokio::sync::watch::channel(initial_status(READ_MODEL, 0));
     let args = ProjectionArgs {
         log: store,
         read_model,
@@ -120,7 +126,7 @@ pub async fn start_projection(
     let (actor, _) = ractor::Actor::spawn(None, ProjectionActor, args)
         .await
         .map_err(|error| AppError::Usage(format!("cannot start the read-model projection: {error}")))?;
-    Ok(actor)
+    Ok((actor, progress))
 }
 
 #[cfg(feature = "local-embeddings")]
@@ -136,4 +142,20 @@ fn local_embedder(dir: &std::path::Path) -> Result<Arc<dyn dossier_actors::embed
         "EMBEDDING_MODEL_DIR={} needs a dossier built with the local-embeddings feature",
         dir.display()
     )))
+}
+
+/// Opens the record of replayable API responses beside the log (the store must have been opened, so its
+/// migrations ran).
+pub async fn open_idempotency(
+    settings: &Settings,
+) -> Result<Arc<dyn crate::api::idempotency::IdempotencyStore>, AppError> {
+    use crate::api::idempotency::{PostgresIdempotency, SqliteIdempotency};
+    Ok(match &settings.database_url {
+        Some(url) => {
+            let config = dossier_events::postgres::connect::parse_url(url.expose_secret())?;
+            let pool = dossier_events::postgres::connect::pool(&config, 2, settings.pool_overflow.min(8))?;
+            Arc::new(PostgresIdempotency::new(pool))
+        }
+        None => Arc::new(SqliteIdempotency::open(&settings.data_dir).map_err(AppError::Usage)?),
+    })
 }

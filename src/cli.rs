@@ -24,6 +24,21 @@ pub enum Command {
     },
     /// Apply the schema migrations to the configured backend.
     Migrate,
+    /// Print an API token (HS256 JWT signed with SECRET_KEY).
+    Token {
+        /// The subject: who the token acts as.
+        #[arg(long)]
+        sub: String,
+        /// The tenant whose documents it reaches.
+        #[arg(long)]
+        tenant: String,
+        /// A role (reader, writer or admin); repeat for several.
+        #[arg(long = "role", required = true, value_parser = ["reader", "writer", "admin"])]
+        roles: Vec<String>,
+        /// How long it is valid: seconds, or a number with s, m, h or d (e.g. 90m, 12h, 30d).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
     /// Print events as JSON lines.
     Events {
         /// Only this stream.

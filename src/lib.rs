@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod commands;
@@ -26,8 +27,12 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             let store = backend::open(&settings, backend::Access::Serve).await?;
             let runtime = backend::start_runtime(&settings, std::sync::Arc::clone(&store)).await?;
             let read_model = backend::open_read_model(&settings).await?;
-            let projection = backend::start_projection(std::sync::Arc::clone(&store), read_model).await?;
-            let app = server::Application::build(bind.unwrap_or(settings.bind), store).await?;
+            let idempotency = backend::open_idempotency(&settings).await?;
+            let (projection, progress) =
+                backend::start_projection(std::sync::Arc::clone(&store), std::sync::Arc::clone(&read_model)).await?;
+            let services =
+                server::Services { store, runtime: runtime.clone(), read_model, projection: progress, idempotency };
+            let app = server::Application::build(bind.unwrap_or(settings.bind), services, &settings).await?;
             app.run_until(server::shutdown_signal()).await;
             projection.stop(Some("shutdown".into()));
             runtime.shutdown();
@@ -41,6 +46,10 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             runtime.shutdown();
             let summary = summary?;
             println!("{}", serde_json::to_string(&summary).map_err(|error| AppError::Usage(error.to_string()))?);
+            Ok(())
+        }
+        Command::Token { sub, tenant, roles, ttl } => {
+            println!("{}", commands::token::mint(&settings, sub, tenant, &roles, &ttl)?);
             Ok(())
         }
         Command::Migrate => {

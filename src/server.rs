@@ -1,32 +1,83 @@
-//! The HTTP server: binds, serves the API until shutdown, then drains open connections.
+//! The HTTP server: binds, serves the API ([`crate::api`]) until shutdown, then drains open connections.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
+use dossier_actors::runtime::Runtime;
 use dossier_events::EventStore;
-use serde::Serialize;
+use dossier_projections::read_model::ReadModelStore;
+use dossier_projections::runner::ProjectionStatus;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use warp::Filter;
-use warp::http::StatusCode;
+use tokio::sync::watch;
 
+use crate::api::auth::Keys;
+use crate::api::context::{ApiContext, OptionalProbes};
+use crate::api::health::{Probe, TcpProbe};
+use crate::api::idempotency::IdempotencyStore;
+use crate::api::metrics::{Metrics, observe_log};
+use crate::api::rate_limit::InProcessRateLimiter;
 use crate::error::AppError;
+use crate::settings::Settings;
+
+/// What the server serves from: the running parts of dossier.
+pub struct Services {
+    /// The event log.
+    pub store: Arc<dyn EventStore>,
+    /// The actor runtime.
+    pub runtime: Runtime,
+    /// The read model.
+    pub read_model: Arc<dyn ReadModelStore>,
+    /// The live read-model projection's progress.
+    pub projection: watch::Receiver<ProjectionStatus>,
+    /// Recorded command responses.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+}
 
 /// A bound, not yet running server (binding first lets tests ask for port 0 and learn the real port).
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
-    store: Arc<dyn EventStore>,
+    context: Arc<ApiContext>,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Application {
-    /// Binds the listen address.
-    pub async fn build(bind: SocketAddr, store: Arc<dyn EventStore>) -> Result<Self, AppError> {
+    /// Binds the listen address and assembles the API.
+    pub async fn build(bind: SocketAddr, services: Services, settings: &Settings) -> Result<Self, AppError> {
+        let keys = Keys::new(settings.secret_key.as_ref().map(|key| key.expose_secret())).map_err(AppError::Usage)?;
+        if settings.secret_key.is_none() {
+            tracing::warn!("SECRET_KEY is not set: every authenticated route will answer 401");
+        }
         let listener =
             TcpListener::bind(bind).await.map_err(|error| AppError::io(format!("cannot listen on {bind}"), error))?;
         let address = listener.local_addr().map_err(|error| AppError::io("reading the bound address", error))?;
-        Ok(Self { listener, address, store })
+        let (shutdown, shutdown_watch) = watch::channel(false);
+        let probe = |backend, url: &str, port, redis| {
+            TcpProbe::from_url(backend, url, port, redis).map(|probe| Arc::new(probe) as Arc<dyn Probe>)
+        };
+        let probes = OptionalProbes {
+            vector_index: None,
+            llm: settings.llm_base_url.as_deref().and_then(|url| probe("openai-compatible", url, 80, false)),
+            redis: settings.redis_url.as_ref().and_then(|url| probe("redis", url.expose_secret(), 6379, true)),
+        };
+        let metrics = Arc::new(Metrics::default());
+        tokio::spawn(observe_log(Arc::clone(&services.store), Arc::clone(&metrics), shutdown_watch.clone()));
+        let context = ApiContext {
+            store: services.store,
+            runtime: services.runtime,
+            read_model: services.read_model,
+            projection: services.projection,
+            keys,
+            idempotency: services.idempotency,
+            metrics,
+            rate_limiter: Arc::new(InProcessRateLimiter::new(settings.rate_limit_per_minute)),
+            max_upload_bytes: settings.max_upload_bytes,
+            probes,
+            rebuilds: Default::default(),
+            shutdown: shutdown_watch,
+        };
+        Ok(Self { listener, address, context: Arc::new(context), shutdown })
     }
 
     /// The address actually bound.
@@ -34,101 +85,17 @@ impl Application {
         self.address
     }
 
-    /// Serves until `shutdown` completes, then waits for open connections to finish.
+    /// Serves until `shutdown` completes, then ends live streams and waits for open connections to finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        tracing::info!(address = %self.address, backend = self.store.backend_name(), "server_listening");
-        warp::serve(routes(self.store)).incoming(self.listener).graceful(shutdown).run().await;
+        tracing::info!(address = %self.address, backend = self.context.store.backend_name(), "server_listening");
+        let sender = self.shutdown;
+        let signal = async move {
+            shutdown.await;
+            let _ = sender.send(true);
+        };
+        warp::serve(crate::api::filter(self.context)).incoming(self.listener).graceful(signal).run().await;
         tracing::info!("server_stopped");
     }
-}
-
-/// Every route of the API.
-pub fn routes(
-    store: Arc<dyn EventStore>,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let health = warp::path!("api" / "v1" / "health")
-        .and(warp::get())
-        .and(warp::any().map(move || Arc::clone(&store)))
-        .then(health);
-    health.recover(|rejection: warp::Rejection| async move {
-        let (status, title) = if rejection.is_not_found() {
-            (StatusCode::NOT_FOUND, "Not Found")
-        } else {
-            (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-        };
-        let body = Problem { r#type: "about:blank", title, status: status.as_u16(), detail: None, code: "not_found" };
-        Ok::<_, Infallible>(warp::reply::with_header(
-            warp::reply::with_status(warp::reply::json(&body), status),
-            "content-type",
-            "application/problem+json",
-        ))
-    })
-}
-
-/// An RFC 9457 problem body.
-#[derive(Serialize)]
-struct Problem {
-    r#type: &'static str,
-    title: &'static str,
-    status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
-    code: &'static str,
-}
-
-/// The health of one component.
-#[derive(Debug, Serialize)]
-pub struct ComponentHealth {
-    /// `ok`, `down` or `disabled`.
-    pub status: &'static str,
-    /// Which backend serves it.
-    pub backend: &'static str,
-    /// How long the check took.
-    pub latency_ms: f64,
-    /// Why it is down.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// `GET /api/v1/health`.
-#[derive(Debug, Serialize)]
-pub struct HealthReport {
-    /// `ok` when every configured component is ok, else `degraded`.
-    pub status: &'static str,
-    /// Each component.
-    pub components: Components,
-}
-
-/// The components checked.
-#[derive(Debug, Serialize)]
-pub struct Components {
-    /// The event log.
-    pub event_store: ComponentHealth,
-}
-
-async fn health(store: Arc<dyn EventStore>) -> warp::reply::WithStatus<warp::reply::Json> {
-    let started = Instant::now();
-    let result = tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
-    let error = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(error.to_string()),
-        Err(_) => Some("no answer within 2 s".to_owned()),
-    };
-    let ok = error.is_none();
-    let report = HealthReport {
-        status: if ok { "ok" } else { "degraded" },
-        components: Components {
-            event_store: ComponentHealth {
-                status: if ok { "ok" } else { "down" },
-                backend: store.backend_name(),
-                latency_ms,
-                error,
-            },
-        },
-    };
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    warp::reply::with_status(warp::reply::json(&report), status)
 }
 
 /// Completes on SIGINT or SIGTERM.

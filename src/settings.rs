@@ -55,6 +55,10 @@ pub struct Settings {
     pub max_upload_bytes: usize,
     /// `DOSSIER_DEDUPLICATE`: the same bytes uploaded again in a tenant return the existing document (default true).
     pub deduplicate: bool,
+    /// `REDIS_URL`: Redis for rate limits, the idempotency cache, live fan-out and leases; unset: in-process.
+    pub redis_url: Option<SecretString>,
+    /// `RATE_LIMIT_PER_MINUTE`: API requests a minute per (tenant, subject); 0 disables the limit (default 600).
+    pub rate_limit_per_minute: u32,
 }
 
 /// A setting that could not be read.
@@ -113,6 +117,8 @@ impl Settings {
             chunk_overlap: parse(&get, "CHUNK_OVERLAP", 100)?,
             max_upload_bytes: parse(&get, "MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
             deduplicate: parse(&get, "DOSSIER_DEDUPLICATE", true)?,
+            redis_url: get("REDIS_URL").map(SecretString::from),
+            rate_limit_per_minute: parse(&get, "RATE_LIMIT_PER_MINUTE", 600)?,
         })
     }
 }

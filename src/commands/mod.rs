@@ -6,4 +6,5 @@ pub mod bench_rebuild;
 pub mod events;
 pub mod ingest;
 pub mod projections;
+pub mod token;
 pub mod verify;

@@ -1,0 +1,285 @@
+//! Replayable command responses: the first successful response under a tenant's `Idempotency-Key` is recorded
+//! durably (table `api_idempotency`, schema/*/0003) with the fingerprint of the request it answered.
+//!
+//! A retry with the key and the same request gets that response back byte for byte (also after a restart), with
+//! `Idempotent-Replayed: true`; the key with another request is a 422. The events of a command also carry the key,
+//! so the log's own idempotency check backs this record up should the process die between the append and the
+//! record. Only successes are recorded: a refused command wrote nothing, so it is safe to send again.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use warp::http::StatusCode;
+use warp::http::header::{HeaderName, HeaderValue};
+
+use crate::api::error::ApiError;
+
+/// A response as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The status.
+    pub status: u16,
+    /// The headers that matter for a replay (content type, `Location`, `ETag`).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl StoredResponse {
+    /// A JSON response.
+    pub fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Result<Self, ApiError> {
+        let body = serde_json::to_vec(body).map_err(|error| ApiError::Internal(error.to_string()))?;
+        Ok(Self { status: status.as_u16(), headers: vec![("content-type".into(), "application/json".into())], body })
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> warp::reply::Response {
+        let mut response = warp::reply::Response::new(self.body.into());
+        *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                response.headers_mut().append(name, value);
+            }
+        }
+        response
+    }
+}
+
+/// A recorded response with the fingerprint of its request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// SHA-256 of the normalised request.
+    pub fingerprint: [u8; 32],
+    /// The response.
+    pub response: StoredResponse,
+}
+
+/// The SHA-256 of a normalised request: the route and a canonical JSON rendering of what was asked.
+pub fn fingerprint(route: &str, request: &serde_json::Value) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(dossier_events::hash::canonical_json(request).as_bytes());
+    hasher.finalize().into()
+}
+
+/// Where records live.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// The record of a key in a tenant.
+    async fn get(&self, tenant: &str, key: &str) -> Result<Option<Record>, ApiError>;
+
+    /// Records a response unless the key already has one; returns the record that holds after the call.
+    async fn put(&self, tenant: &str, key: &str, record: Record) -> Result<Record, ApiError>;
+}
+
+/// Carries out `command` at most once per key: replays a recorded response, refuses another request under the key,
+/// or runs the command and records its successful response.
+pub async fn run_once<F>(
+    store: &dyn IdempotencyStore,
+    tenant: &str,
+    key: Option<&str>,
+    fingerprint: [u8; 32],
+    command: F,
+) -> Result<warp::reply::Response, ApiError>
+where
+    F: Future<Output = Result<StoredResponse, ApiError>>,
+{
+    let Some(key) = key else { return command.await.map(StoredResponse::into_response) };
+    if let Some(record) = store.get(tenant, key).await? {
+        return replay(record, fingerprint, key);
+    }
+    let response = match command.await {
+        Ok(response) => response,
+        // The log refused the key: an earlier request under it appended events but died before recording its
+        // response (or is still running).
+        Err(ApiError::IdempotencyMismatch(_)) => {
+            return match store.get(tenant, key).await? {
+                Some(record) => replay(record, fingerprint, key),
+                None => Err(ApiError::IdempotencyInProgress(key.to_owned())),
+            };
+        }
+        Err(error) => return Err(error),
+    };
+    let stored = store.put(tenant, key, Record { fingerprint, response: response.clone() }).await?;
+    if stored.fingerprint == fingerprint && stored.response == response {
+        Ok(response.into_response())
+    } else {
+        // A concurrent request under the same key recorded first.
+        replay(stored, fingerprint, key)
+    }
+}
+
+fn replay(record: Record, fingerprint: [u8; 32], key: &str) -> Result<warp::reply::Response, ApiError> {
+    if record.fingerprint != fingerprint {
+        return Err(ApiError::IdempotencyMismatch(key.to_owned()));
+    }
+    Ok(record.response.with_header("idempotent-replayed", "true").into_response())
+}
+
+fn encode_headers(headers: &[(String, String)]) -> Result<String, ApiError> {
+    serde_json::to_string(headers).map_err(|error| ApiError::Internal(error.to_string()))
+}
+
+fn decode(fingerprint: &[u8], status: i64, headers: &str, body: Vec<u8>) -> Result<Record, ApiError> {
+    let corrupt = |what: &str| ApiError::Internal(format!("unreadable idempotency record: {what}"));
+    Ok(Record {
+        fingerprint: fingerprint.try_into().map_err(|_| corrupt("fingerprint"))?,
+        response: StoredResponse {
+            status: u16::try_from(status).map_err(|_| corrupt("status"))?,
+            headers: serde_json::from_str(headers).map_err(|_| corrupt("headers"))?,
+            body,
+        },
+    })
+}
+
+/// Records in the embedded SQLite database, beside the log.
+pub struct SqliteIdempotency {
+    connection: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl SqliteIdempotency {
+    /// Opens the database of `data_dir` (the store must have been opened first, so the table exists).
+    pub fn open(data_dir: &std::path::Path) -> Result<Self, String> {
+        let path: PathBuf = data_dir.join(dossier_events::sqlite::DATABASE_FILE);
+        let connection = rusqlite::Connection::open(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|error| format!("{}: {error}", path.display()))?;
+        Ok(Self { connection: Arc::new(Mutex::new(connection)) })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            let connection = connection.lock().map_err(|_| ApiError::Internal("idempotency lock poisoned".into()))?;
+            work(&connection)
+        })
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?
+    }
+}
+
+fn sqlite_error(error: rusqlite::Error) -> ApiError {
+    ApiError::Internal(format!("idempotency record: {error}"))
+}
+
+fn sqlite_get(connection: &rusqlite::Connection, tenant: &str, key: &str) -> Result<Option<Record>, ApiError> {
+    use rusqlite::OptionalExtension;
+    let row = connection
+        .query_row(
+            "SELECT fingerprint, status, headers, body FROM api_idempotency WHERE tenant_id = ?1 AND key = ?2",
+            [tenant, key],
+            |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?, row.get(3)?)),
+        )
+        .optional()
+        .map_err(sqlite_error)?;
+    row.map(|(fingerprint, status, headers, body)| decode(&fingerprint, status, &headers, body)).transpose()
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteIdempotency {
+    async fn get(&self, tenant: &str, key: &str) -> Result<Option<Record>, ApiError> {
+        let (tenant, key) = (tenant.to_owned(), key.to_owned());
+        self.with(move |connection| sqlite_get(connection, &tenant, &key)).await
+    }
+
+    async fn put(&self, tenant: &str, key: &str, record: Record) -> Result<Record, ApiError> {
+        let (tenant, key) = (tenant.to_owned(), key.to_owned());
+        let headers = encode_headers(&record.response.headers)?;
+        self.with(move |connection| {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000;
+            connection
+                .execute(
+                    "INSERT INTO api_idempotency (tenant_id, key, fingerprint, status, headers, body, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tenant_id, key) DO NOTHING",
+                    rusqlite::params![
+                        tenant,
+                        key,
+                        record.fingerprint.as_slice(),
+                        i64::from(record.response.status),
+                        headers,
+                        record.response.body,
+                        i64::try_from(now).unwrap_or(i64::MAX),
+                    ],
+                )
+                .map_err(sqlite_error)?;
+            sqlite_get(connection, &tenant, &key)?
+                .ok_or_else(|| ApiError::Internal("idempotency record vanished after insert".into()))
+        })
+        .await
+    }
+}
+
+/// Records in the Postgres database of the log.
+pub struct PostgresIdempotency {
+    pool: deadpool_postgres::Pool,
+}
+
+impl PostgresIdempotency {
+    /// Uses `pool` (connections to the log's database).
+    pub fn new(pool: deadpool_postgres::Pool) -> Self {
+        Self { pool }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, ApiError> {
+        self.pool.get().await.map_err(|error| ApiError::Unavailable(format!("Postgres: {error}")))
+    }
+}
+
+fn postgres_error(error: tokio_postgres::Error) -> ApiError {
+    ApiError::Internal(format!("idempotency record: {}", dossier_events::postgres::connect::cause(&error)))
+}
+
+async fn postgres_get(client: &tokio_postgres::Client, tenant: &str, key: &str) -> Result<Option<Record>, ApiError> {
+    let row = client
+        .query_opt(
+            "SELECT fingerprint, status, headers, body FROM api_idempotency WHERE tenant_id = $1 AND key = $2",
+            &[&tenant, &key],
+        )
+        .await
+        .map_err(postgres_error)?;
+    row.map(|row| decode(row.get::<_, &[u8]>(0), i64::from(row.get::<_, i32>(1)), row.get(2), row.get(3))).transpose()
+}
+
+#[async_trait]
+impl IdempotencyStore for PostgresIdempotency {
+    async fn get(&self, tenant: &str, key: &str) -> Result<Option<Record>, ApiError> {
+        let client = self.client().await?;
+        postgres_get(&client, tenant, key).await
+    }
+
+    async fn put(&self, tenant: &str, key: &str, record: Record) -> Result<Record, ApiError> {
+        let client = self.client().await?;
+        let headers = encode_headers(&record.response.headers)?;
+        client
+            .execute(
+                "INSERT INTO api_idempotency (tenant_id, key, fingerprint, status, headers, body)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, key) DO NOTHING",
+                &[
+                    &tenant,
+                    &key,
+                    &record.fingerprint.as_slice(),
+                    &i32::from(record.response.status),
+                    &headers,
+                    &record.response.body,
+                ],
+            )
+            .await
+            .map_err(postgres_error)?;
+        postgres_get(&client, tenant, key)
+            .await?
+            .ok_or_else(|| ApiError::Internal("idempotency record vanished after insert".into()))
+    }
+}

@@ -1,0 +1,216 @@
+//! `GET /metrics`: Prometheus text exposition, hand-rolled (a handful of counters and histograms do not need a
+//! metrics framework).
+//!
+//! - `dossier_http_requests_total{method,route,status}` and `dossier_http_request_duration_seconds{route}`;
+//! - `dossier_events_appended_total{event_type}`, `dossier_pipeline_stage_retries_total{stage}` and
+//!   `dossier_pipeline_stage_duration_seconds{stage}`, all observed from the log itself by [`observe_log`] (so they
+//!   count the events of every process sharing the log, and a stage's duration is the time between the event that
+//!   started it and the one that recorded its result, queueing included);
+//! - `dossier_api_events_appended_total`: events appended by this process's API commands;
+//! - `dossier_log_head_position`, `dossier_projection_*` from the live projection's status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dossier_events::document::{DocumentEvent, Stage};
+use dossier_events::{EventStore, RecordedEvent};
+use dossier_projections::runner::{ProjectionStatus, RunnerState};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+/// Histogram bucket bounds, in seconds.
+const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Documents whose last event time is remembered for stage durations (the oldest are forgotten beyond this).
+const MAX_TRACKED: usize = 100_000;
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len()];
+        }
+        for (bound, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let counts = if self.counts.is_empty() { vec![0; BUCKETS.len()] } else { self.counts.clone() };
+        for (bound, count) in BUCKETS.iter().zip(counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, &'static str, u16), u64>,
+    latencies: BTreeMap<&'static str, Histogram>,
+    events: BTreeMap<String, u64>,
+    retries: BTreeMap<&'static str, u64>,
+    stages: BTreeMap<&'static str, Histogram>,
+    last_event_at: HashMap<String, OffsetDateTime>,
+}
+
+/// The process's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+    api_appended: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one request.
+    pub fn record_request(&self, method: &str, route: &'static str, status: u16, took: Duration) {
+        if let Ok(mut inner) = self.inner.lock() {
+            *inner.requests.entry((method.to_owned(), route, status)).or_default() += 1;
+            inner.latencies.entry(route).or_default().observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts events appended by an API command.
+    pub fn record_appended(&self, events: usize) {
+        self.api_appended.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one committed event of the log.
+    pub fn record_event(&self, event: &RecordedEvent) {
+        let Ok(mut inner) = self.inner.lock() else { return };
+        *inner.events.entry(event.event_type.clone()).or_default() += 1;
+        let stream = event.stream_id.as_str();
+        let previous = inner.last_event_at.get(stream).copied();
+        let decoded = DocumentEvent::from_recorded(event).ok();
+        let finished_stage = match &decoded {
+            Some(DocumentEvent::DocumentParsed(_)) => Some(Stage::Parse),
+            Some(DocumentEvent::DocumentChunked(_)) => Some(Stage::Chunk),
+            Some(DocumentEvent::ChunksEmbedded(_)) => Some(Stage::Embed),
+            Some(DocumentEvent::StageAttemptFailed(failed)) => {
+                *inner.retries.entry(failed.stage.as_str()).or_default() += 1;
+                None
+            }
+            _ => None,
+        };
+        if let (Some(stage), Some(previous)) = (finished_stage, previous) {
+            let seconds = (event.recorded_at - previous).as_seconds_f64().max(0.0);
+            inner.stages.entry(stage.as_str()).or_default().observe(seconds);
+        }
+        let finished = matches!(
+            decoded,
+            Some(
+                DocumentEvent::DocumentReady(_) | DocumentEvent::DocumentFailed(_) | DocumentEvent::DocumentDeleted(_)
+            )
+        );
+        if finished {
+            inner.last_event_at.remove(stream);
+        } else {
+            if inner.last_event_at.len() >= MAX_TRACKED {
+                inner.last_event_at.clear();
+            }
+            inner.last_event_at.insert(stream.to_owned(), event.recorded_at);
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self, head: u64, projection: &ProjectionStatus) -> String {
+        let mut out = String::with_capacity(4096);
+        let Ok(inner) = self.inner.lock() else { return out };
+        out.push_str("# HELP dossier_http_requests_total HTTP requests answered.\n");
+        out.push_str("# TYPE dossier_http_requests_total counter\n");
+        for ((method, route, status), count) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "dossier_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP dossier_http_request_duration_seconds Time to answer a request (to its first byte).\n");
+        out.push_str("# TYPE dossier_http_request_duration_seconds histogram\n");
+        for (route, histogram) in &inner.latencies {
+            histogram.render(&mut out, "dossier_http_request_duration_seconds", &format!("route=\"{route}\""));
+        }
+        out.push_str("# HELP dossier_events_appended_total Events committed to the log since this process started.\n");
+        out.push_str("# TYPE dossier_events_appended_total counter\n");
+        for (event_type, count) in &inner.events {
+            let _ = writeln!(out, "dossier_events_appended_total{{event_type=\"{event_type}\"}} {count}");
+        }
+        out.push_str("# HELP dossier_api_events_appended_total Events appended by this process's API commands.\n");
+        out.push_str("# TYPE dossier_api_events_appended_total counter\n");
+        let _ = writeln!(out, "dossier_api_events_appended_total {}", self.api_appended.load(Ordering::Relaxed));
+        out.push_str("# HELP dossier_pipeline_stage_retries_total Failed pipeline stage attempts.\n");
+        out.push_str("# TYPE dossier_pipeline_stage_retries_total counter\n");
+        for stage in [Stage::Parse, Stage::Chunk, Stage::Embed] {
+            let count = inner.retries.get(stage.as_str()).copied().unwrap_or(0);
+            let _ = writeln!(out, "dossier_pipeline_stage_retries_total{{stage=\"{stage}\"}} {count}");
+        }
+        out.push_str("# HELP dossier_pipeline_stage_duration_seconds From a stage's trigger event to its result.\n");
+        out.push_str("# TYPE dossier_pipeline_stage_duration_seconds histogram\n");
+        for stage in [Stage::Parse, Stage::Chunk, Stage::Embed] {
+            let histogram = inner.stages.get(stage.as_str()).cloned().unwrap_or_default();
+            histogram.render(&mut out, "dossier_pipeline_stage_duration_seconds", &format!("stage=\"{stage}\""));
+        }
+        out.push_str("# HELP dossier_log_head_position Position of the last committed event.\n");
+        out.push_str("# TYPE dossier_log_head_position gauge\n");
+        let _ = writeln!(out, "dossier_log_head_position {head}");
+        let name = &projection.name;
+        let running = u8::from(!matches!(projection.state, RunnerState::Stopped { .. }));
+        for (metric, help, value) in [
+            ("dossier_projection_checkpoint", "Last position the projection applied.", projection.checkpoint as f64),
+            ("dossier_projection_lag_events", "Events the projection has not applied yet.", {
+                head.saturating_sub(projection.checkpoint) as f64
+            }),
+            ("dossier_projection_lag_seconds", "Age of the newest applied event when applied.", projection.lag_seconds),
+            ("dossier_projection_running", "1 unless the projection stopped at a poison event.", f64::from(running)),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {metric} {help}\n# TYPE {metric} gauge\n{metric}{{projection=\"{name}\"}} {value}"
+            );
+        }
+        out
+    }
+}
+
+/// Feeds every event committed from now on into `metrics`, until `shutdown`.
+pub async fn observe_log(
+    store: std::sync::Arc<dyn EventStore>,
+    metrics: std::sync::Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let head = match store.head_position().await {
+        Ok(head) => head,
+        Err(error) => {
+            tracing::warn!(error = %error, "metrics_log_observer_not_started");
+            return;
+        }
+    };
+    let mut events = store.subscribe_all(head);
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(event)) => metrics.record_event(&event),
+                Some(Err(error)) => {
+                    tracing::warn!(error = %error, "metrics_log_observer_stopped");
+                    return;
+                }
+                None => return,
+            },
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! `GET /openapi.json`: an OpenAPI 3.0 document generated from the route table, so every served route is in it
+//! and nothing else is.
+
+use serde_json::{Map, Value, json};
+use warp::http::StatusCode;
+
+use crate::api::error::ApiError;
+use crate::api::idempotency::StoredResponse;
+use crate::api::routes::{Endpoint, PREFIX, ROUTES, Route};
+
+/// The query parameters each endpoint takes: (name, schema type, description).
+fn query_parameters(endpoint: Endpoint) -> &'static [(&'static str, &'static str, &'static str)] {
+    match endpoint {
+        Endpoint::ListDocuments => &[
+            ("status", "string", "uploaded, parsed, chunked, embedded, ready or failed"),
+            ("limit", "integer", "1 to 100 (default 20)"),
+            ("cursor", "string", "next_cursor of the previous page"),
+        ],
+        Endpoint::DocumentEvents => &[
+            ("after_version", "integer", "events after this stream version"),
+            ("limit", "integer", "1 to 1000 (default 100)"),
+            ("include", "string", "`vectors` to include embedding vectors"),
+        ],
+        Endpoint::DocumentHistory => &[
+            ("version", "integer", "replay up to this stream version"),
+            ("at", "string", "replay events recorded up to this RFC 3339 time"),
+        ],
+        Endpoint::GlobalEvents => &[
+            ("after", "integer", "events after this global position"),
+            ("limit", "integer", "1 to 1000 (default 100)"),
+            ("include", "string", "`vectors` to include embedding vectors"),
+        ],
+        Endpoint::LiveEvents => &[
+            ("after", "integer", "resume after this position (Last-Event-ID wins)"),
+            ("include", "string", "`vectors` to include embedding vectors"),
+        ],
+        Endpoint::Health
+        | Endpoint::Metrics
+        | Endpoint::OpenApi
+        | Endpoint::UploadDocument
+        | Endpoint::GetDocument
+        | Endpoint::UpdateDocument
+        | Endpoint::DeleteDocument
+        | Endpoint::ReprocessDocument
+        | Endpoint::VerifyAudit
+        | Endpoint::ListProjections
+        | Endpoint::RebuildProjection => &[],
+    }
+}
+
+/// The success status and whether the endpoint is a command (takes `Idempotency-Key` and `If-Match`).
+fn shape(endpoint: Endpoint) -> (StatusCode, bool) {
+    match endpoint {
+        Endpoint::UploadDocument => (StatusCode::ACCEPTED, true),
+        Endpoint::UpdateDocument => (StatusCode::OK, true),
+        Endpoint::DeleteDocument | Endpoint::ReprocessDocument => (StatusCode::ACCEPTED, true),
+        Endpoint::RebuildProjection => (StatusCode::ACCEPTED, false),
+        Endpoint::Health
+        | Endpoint::Metrics
+        | Endpoint::OpenApi
+        | Endpoint::ListDocuments
+        | Endpoint::GetDocument
+        | Endpoint::DocumentEvents
+        | Endpoint::DocumentHistory
+        | Endpoint::GlobalEvents
+        | Endpoint::LiveEvents
+        | Endpoint::VerifyAudit
+        | Endpoint::ListProjections => (StatusCode::OK, false),
+    }
+}
+
+fn request_body(endpoint: Endpoint) -> Option<Value> {
+    match endpoint {
+        Endpoint::UploadDocument => Some(json!({
+            "required": true,
+            "content": {
+                "application/json": {"schema": {
+                    "type": "object", "additionalProperties": false, "required": ["filename"],
+                    "properties": {
+                        "filename": {"type": "string"},
+                        "text": {"type": "string"},
+                        "content_base64": {"type": "string", "format": "byte"},
+                        "media_type": {"type": "string"},
+                        "metadata": {"type": "object"}
+                    }
+                }},
+                "multipart/form-data": {"schema": {
+                    "type": "object", "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "metadata": {"type": "string", "description": "a JSON object"}
+                    }
+                }}
+            }
+        })),
+        Endpoint::UpdateDocument => Some(json!({
+            "required": true,
+            "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": false, "required": ["metadata"],
+                "properties": {"metadata": {"type": "object", "description": "keys to set; null removes a key"}}
+            }}}
+        })),
+        Endpoint::DeleteDocument | Endpoint::ReprocessDocument => Some(json!({
+            "required": false,
+            "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": false,
+                "properties": {"reason": {"type": "string"}}
+            }}}
+        })),
+        Endpoint::Health
+        | Endpoint::Metrics
+        | Endpoint::OpenApi
+        | Endpoint::ListDocuments
+        | Endpoint::GetDocument
+        | Endpoint::DocumentEvents
+        | Endpoint::DocumentHistory
+        | Endpoint::GlobalEvents
+        | Endpoint::LiveEvents
+        | Endpoint::VerifyAudit
+        | Endpoint::ListProjections
+        | Endpoint::RebuildProjection => None,
+    }
+}
+
+fn operation(route: &Route) -> Value {
+    let mut parameters: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    for (name, kind, description) in query_parameters(route.endpoint) {
+        parameters.push(json!({"name": name, "in": "query", "required": false, "description": description,
+                               "schema": {"type": kind}}));
+    }
+    let (status, command) = shape(route.endpoint);
+    if command {
+        parameters
+            .push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string"},
+                               "description": "same key and request: the same response; another request: 422"}));
+        if route.endpoint != Endpoint::UploadDocument {
+            parameters
+                .push(json!({"name": "If-Match", "in": "header", "required": false, "schema": {"type": "string"},
+                                   "description": "the document's ETag; another version: 412"}));
+        }
+    }
+    let mut responses = Map::new();
+    responses.insert(status.as_u16().to_string(), json!({"description": status.canonical_reason().unwrap_or("OK")}));
+    responses.insert(
+        "default".into(),
+        json!({"description": "an error", "content": {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}),
+    );
+    let mut operation = json!({
+        "operationId": format!("{:?}", route.endpoint),
+        "summary": route.summary,
+        "parameters": parameters,
+        "responses": responses,
+    });
+    if let Some(role) = route.role {
+        operation["security"] = json!([{"bearer": []}]);
+        operation["description"] = json!(format!("Needs the {role} role."));
+    } else {
+        operation["security"] = json!([]);
+    }
+    if let Some(body) = request_body(route.endpoint) {
+        operation["requestBody"] = body;
+    }
+    operation
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let path = paths.entry(format!("{PREFIX}{}", route.path)).or_insert_with(|| json!({}));
+        path[route.method.to_ascii_lowercase()] = operation(route);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "dossier", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Event-sourced document ingestion and retrieval"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {"Problem": {
+                "type": "object", "required": ["type", "title", "status", "detail", "code"],
+                "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                    "detail": {"type": "string"}, "code": {"type": "string"}, "field": {"type": "string"},
+                    "request_id": {"type": "string"}
+                }
+            }}
+        }
+    })
+}
+
+/// `GET /openapi.json`.
+pub fn serve() -> Result<warp::reply::Response, ApiError> {
+    Ok(StoredResponse::json(StatusCode::OK, &document())?.into_response())
+}
