@@ -24,18 +24,8 @@ use settings::Settings;
 pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
     match cli.command {
         Command::Serve { bind } => {
-            let store = backend::open(&settings, backend::Access::Serve).await?;
-            let runtime = backend::start_runtime(&settings, std::sync::Arc::clone(&store)).await?;
-            let read_model = backend::open_read_model(&settings).await?;
-            let idempotency = backend::open_idempotency(&settings).await?;
-            let (projection, progress) =
-                backend::start_projection(std::sync::Arc::clone(&store), std::sync::Arc::clone(&read_model)).await?;
-            let services =
-                server::Services { store, runtime: runtime.clone(), read_model, projection: progress, idempotency };
-            let app = server::Application::build(bind.unwrap_or(settings.bind), services, &settings).await?;
-            app.run_until(server::shutdown_signal()).await;
-            projection.stop(Some("shutdown".into()));
-            runtime.shutdown();
+            let server = server::Server::start(&settings, bind.unwrap_or(settings.bind)).await?;
+            server.run_until(server::shutdown_signal()).await;
             Ok(())
         }
         Command::Ingest { paths, tenant, quiet } => {

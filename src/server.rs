@@ -20,6 +20,40 @@ use crate::api::rate_limit::InProcessRateLimiter;
 use crate::error::AppError;
 use crate::settings::Settings;
 
+/// A whole dossier server: the log, the actor runtime, the read-model projection and the bound HTTP API.
+pub struct Server {
+    app: Application,
+    runtime: Runtime,
+    projection: ractor::ActorRef<dossier_actors::runtime::projection::ProjectionMsg>,
+}
+
+impl Server {
+    /// Opens the configured backends, starts the runtime and the projection, and binds `bind`.
+    pub async fn start(settings: &Settings, bind: SocketAddr) -> Result<Self, AppError> {
+        use crate::backend;
+        let store = backend::open(settings, backend::Access::Serve).await?;
+        let runtime = backend::start_runtime(settings, Arc::clone(&store)).await?;
+        let read_model = backend::open_read_model(settings).await?;
+        let idempotency = backend::open_idempotency(settings).await?;
+        let (projection, progress) = backend::start_projection(Arc::clone(&store), Arc::clone(&read_model)).await?;
+        let services = Services { store, runtime: runtime.clone(), read_model, projection: progress, idempotency };
+        let app = Application::build(bind, services, settings).await?;
+        Ok(Self { app, runtime, projection })
+    }
+
+    /// The address the API listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.app.address()
+    }
+
+    /// Serves until `shutdown` completes, then stops the projection and the runtime.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        self.app.run_until(shutdown).await;
+        self.projection.stop(Some("shutdown".into()));
+        self.runtime.shutdown();
+    }
+}
+
 /// What the server serves from: the running parts of dossier.
 pub struct Services {
     /// The event log.
@@ -62,7 +96,9 @@ impl Application {
             redis: settings.redis_url.as_ref().and_then(|url| probe("redis", url.expose_secret(), 6379, true)),
         };
         let metrics = Arc::new(Metrics::default());
-        tokio::spawn(observe_log(Arc::clone(&services.store), Arc::clone(&metrics), shutdown_watch.clone()));
+        // Observed from the head as of now, before the first request can append.
+        let head = services.store.head_position().await?;
+        tokio::spawn(observe_log(Arc::clone(&services.store), head, Arc::clone(&metrics), shutdown_watch.clone()));
         let context = ApiContext {
             store: services.store,
             runtime: services.runtime,

@@ -1,5 +1,6 @@
 //! dossier's integration tests, compiled into one binary.
 
+mod api;
 mod cli;
 mod embed;
 #[cfg(feature = "local-embeddings")]

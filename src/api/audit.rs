@@ -242,7 +242,7 @@ pub async fn live_events(context: &ApiContext, request: &ApiRequest) -> Result<w
     let include_vectors = include_vectors(query.get("include"))?;
     let resume = match header_text(&request.headers, "Last-Event-ID")? {
         Some(id) => Some(id.trim().parse::<u64>().map_err(|_| ApiError::InvalidHeader {
-            header: "Last-Event-ID",
+            header: "Last-Event-ID".into(),
             reason: "must be an event position (a non-negative integer)".into(),
         })?),
         None => query.get("after").map(|_| query.integer("after", 0..=u64::MAX - 1, 0)).transpose()?,

@@ -32,7 +32,7 @@ pub enum ApiError {
     #[error("invalid header {header}: {reason}")]
     InvalidHeader {
         /// The header's name.
-        header: &'static str,
+        header: String,
         /// What is wrong with it.
         reason: String,
     },
@@ -166,7 +166,7 @@ impl ApiError {
                 Self::InvalidBody { field, .. } => Some(field.clone()),
                 Self::InvalidQuery { parameter, .. } => Some(parameter.clone()),
                 Self::InvalidPath { parameter, .. } => Some((*parameter).to_owned()),
-                Self::InvalidHeader { header, .. } => Some((*header).to_owned()),
+                Self::InvalidHeader { header, .. } => Some(header.clone()),
                 _ => None,
             },
             request_id: request_id.map(str::to_owned),
@@ -308,7 +308,7 @@ pub async fn recover(rejection: warp::Rejection) -> Result<warp::reply::Response
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::PayloadTooLarge("the request body is larger than this route accepts".into())
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        ApiError::InvalidHeader { header: "Content-Length", reason: "this route needs a Content-Length".into() }
+        ApiError::InvalidHeader { header: "Content-Length".into(), reason: "this route needs a Content-Length".into() }
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
     } else if rejection.is_not_found() {

@@ -186,19 +186,13 @@ impl Metrics {
     }
 }
 
-/// Feeds every event committed from now on into `metrics`, until `shutdown`.
+/// Feeds every event committed after `head` into `metrics`, until `shutdown`.
 pub async fn observe_log(
     store: std::sync::Arc<dyn EventStore>,
+    head: u64,
     metrics: std::sync::Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let head = match store.head_position().await {
-        Ok(head) => head,
-        Err(error) => {
-            tracing::warn!(error = %error, "metrics_log_observer_not_started");
-            return;
-        }
-    };
     let mut events = store.subscribe_all(head);
     loop {
         tokio::select! {

@@ -82,7 +82,8 @@ where
     B: Buf,
 {
     let started = Instant::now();
-    let (request_id, mut response) = match request::request_id(&headers) {
+    let checked = request::check_headers(&headers).and_then(|()| request::request_id(&headers));
+    let (request_id, mut response) = match checked {
         Ok(request_id) => {
             let response =
                 match respond(&context, method.clone(), path.clone(), query, headers, body, &request_id).await {
@@ -195,7 +196,7 @@ where
         || ApiError::PayloadTooLarge(format!("the request body is over this route's limit of {limit} bytes"));
     if let Some(length) = headers.get(CONTENT_LENGTH) {
         let length = length.to_str().ok().and_then(|text| text.parse::<u64>().ok()).ok_or_else(|| {
-            ApiError::InvalidHeader { header: "Content-Length", reason: "must be a non-negative integer".into() }
+            ApiError::InvalidHeader { header: "Content-Length".into(), reason: "must be a non-negative integer".into() }
         })?;
         if length > limit as u64 {
             return Err(too_large());

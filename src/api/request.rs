@@ -70,7 +70,7 @@ impl ApiRequest {
             && (key.is_empty() || key.len() > MAX_ID_LEN)
         {
             return Err(ApiError::InvalidHeader {
-                header: "Idempotency-Key",
+                header: "Idempotency-Key".into(),
                 reason: format!("must be 1 to {MAX_ID_LEN} characters"),
             });
         }
@@ -82,7 +82,7 @@ impl ApiRequest {
         self.header("X-Correlation-Id")?
             .map(|value| {
                 Uuid::parse_str(value).map_err(|_| ApiError::InvalidHeader {
-                    header: "X-Correlation-Id",
+                    header: "X-Correlation-Id".into(),
                     reason: "must be a UUID".into(),
                 })
             })
@@ -94,7 +94,7 @@ impl ApiRequest {
         let Some(value) = self.header("If-Match")? else { return Ok(None) };
         let trimmed = value.trim().trim_start_matches("W/").trim_matches('"');
         trimmed.parse::<u64>().map(Some).map_err(|_| ApiError::InvalidHeader {
-            header: "If-Match",
+            header: "If-Match".into(),
             reason: "must be an ETag this API returned, e.g. \"3\"".into(),
         })
     }
@@ -106,16 +106,39 @@ pub fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Opt
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
-        return Err(ApiError::InvalidHeader { header: name, reason: "must be given once".into() });
+        return Err(ApiError::InvalidHeader { header: name.into(), reason: "must be given once".into() });
     }
     let bytes = value.as_bytes();
     if let Some(bad) = bytes.iter().find(|byte| !(b' '..=b'~').contains(*byte)) {
         return Err(ApiError::InvalidHeader {
-            header: name,
+            header: name.into(),
             reason: format!("contains the byte 0x{bad:02x}; only printable ASCII is allowed"),
         });
     }
     Ok(std::str::from_utf8(bytes).ok())
+}
+
+/// Refuses any header whose value holds a control character (tab included), naming it: such a value is either an
+/// attack on something downstream (logs, other headers) or a client bug, and no header of this API needs one.
+pub fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    for (name, value) in headers {
+        if let Some(bad) = value.as_bytes().iter().find(|byte| byte.is_ascii_control()) {
+            return Err(ApiError::InvalidHeader {
+                header: canonical_name(name.as_str()),
+                reason: format!("contains the control character 0x{bad:02x}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A header name as the API documents it (`X-Request-Id`), for messages.
+fn canonical_name(name: &str) -> String {
+    const KNOWN: &[&str] = &["X-Request-Id", "X-Correlation-Id", "Idempotency-Key", "If-Match", "Last-Event-ID"];
+    KNOWN
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(name))
+        .map_or_else(|| name.to_owned(), |known| (*known).to_owned())
 }
 
 /// The request id for a request: `X-Request-Id` when it is a sane identifier, a new UUIDv7 when absent.
@@ -123,7 +146,7 @@ pub fn request_id(headers: &HeaderMap) -> Result<String, ApiError> {
     match header_text(headers, "X-Request-Id")? {
         None => Ok(Uuid::now_v7().to_string()),
         Some(id) if id.is_empty() || id.len() > MAX_ID_LEN || id.contains(' ') => Err(ApiError::InvalidHeader {
-            header: "X-Request-Id",
+            header: "X-Request-Id".into(),
             reason: format!("must be 1 to {MAX_ID_LEN} visible ASCII characters"),
         }),
         Some(id) => Ok(id.to_owned()),
@@ -132,8 +155,11 @@ pub fn request_id(headers: &HeaderMap) -> Result<String, ApiError> {
 
 /// Parses a JSON body into `T`, naming the field at fault.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::body("$", "the request body is empty; a JSON object is expected"));
+    // Every body is an object; serde would also read a struct from an array, by position.
+    match body.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        None => return Err(ApiError::body("$", "the request body is empty; a JSON object is expected")),
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::body("$", "the request body must be a JSON object")),
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {

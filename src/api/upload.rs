@@ -83,7 +83,7 @@ fn from_json(body: &[u8], max_bytes: usize) -> Result<UploadInput, ApiError> {
 
 async fn from_multipart(content_type: &str, body: Bytes, max_bytes: usize) -> Result<UploadInput, ApiError> {
     let boundary = multer::parse_boundary(content_type).map_err(|error| ApiError::InvalidHeader {
-        header: "Content-Type",
+        header: "Content-Type".into(),
         reason: format!("no usable multipart boundary: {error}"),
     })?;
     let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });

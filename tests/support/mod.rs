@@ -1,5 +1,6 @@
 //! Shared fixtures: scratch stores on each backend, and the dossier binary.
 
+pub mod api;
 pub mod mock_ollama;
 pub mod naive_store;
 

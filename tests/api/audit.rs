@@ -1,0 +1,213 @@
+//! The audit trail over HTTP: the end-to-end journey (upload, ready, audit trail, history, delete, verify), the
+//! global log, live events resumed with Last-Event-ID, and tamper detection.
+
+use std::time::{Duration, Instant};
+
+use dossier::api::auth::Role;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::contract_tests;
+use crate::support::api::{TestApi, token};
+use crate::support::{Backend, Scratch};
+
+contract_tests!(
+    end_to_end_upload_ready_audit_history_delete_verify,
+    global_log_pages_the_tenants_events_in_position_order,
+    live_events_resume_after_last_event_id_and_follow_new_commits,
+    verify_after_tampering_names_the_altered_event,
+);
+
+async fn end_to_end_upload_ready_audit_history_delete_verify(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let api = TestApi::start_with(&scratch, &[("CHUNK_MAX_CHARS", "40"), ("CHUNK_OVERLAP", "5")]).await;
+    let writer = token("alice", "acme", &[Role::Writer]);
+    let admin = token("root", "acme", &[Role::Admin]);
+    let text = "The first paragraph talks about apples.\n\nThe second one is about pears and plums.";
+    let uploaded = api.upload_text(&writer, "fruit.txt", text).await;
+    assert_eq!(uploaded.status, 202, "{}", uploaded.text);
+    let id = uploaded.json["id"].as_str().expect("id").to_owned();
+    let ready = api.wait_for_status(&writer, &id, "ready").await;
+    assert!(ready["chunk_count"].as_u64().is_some_and(|chunks| chunks >= 2), "{ready}");
+
+    let trail = api.get(&format!("/documents/{id}/events"), &writer).await;
+    assert_eq!(trail.status, 200, "{}", trail.text);
+    let events = trail.json["events"].as_array().expect("events").clone();
+    let types: Vec<&str> = events.iter().filter_map(|event| event["event_type"].as_str()).collect();
+    assert_eq!(types, ["DocumentUploaded", "DocumentParsed", "DocumentChunked", "DocumentReady"]);
+    for (index, event) in events.iter().enumerate() {
+        assert_eq!(event["version"], json!(index + 1));
+        assert_eq!(event["hash"].as_str().map(str::len), Some(64));
+        let previous = if index == 0 { json!("0".repeat(64)) } else { events[index - 1]["hash"].clone() };
+        assert_eq!(event["prev_hash"], previous, "the chain links each event to the one before");
+        assert_eq!(event["metadata"]["tenant_id"], json!("acme"));
+    }
+    let chunked = &events[2]["data"]["chunks"];
+    assert!(chunked[0]["text"].as_str().is_some_and(|chunk| text.starts_with(chunk)));
+
+    let page = api.get(&format!("/documents/{id}/events?after_version=1&limit=2"), &writer).await;
+    let versions: Vec<&Value> = page.json["events"].as_array().expect("events").iter().map(|e| &e["version"]).collect();
+    assert_eq!(versions, [&json!(2), &json!(3)]);
+    assert_eq!(page.json["next_after_version"], json!(3));
+
+    let first = api.get(&format!("/documents/{id}/history?version=1"), &writer).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!((first.json["status"].clone(), first.json["version"].clone()), (json!("uploaded"), json!(1)));
+    assert_eq!(first.json["chunk_count"], json!(0));
+    assert_eq!(first.header("etag"), Some("\"1\""));
+    let at = events[2]["recorded_at"].as_str().expect("recorded_at");
+    let then = api.get(&format!("/documents/{id}/history?at={}", urlencode(at)), &writer).await;
+    assert_eq!(then.status, 200, "{}", then.text);
+    assert!(then.json["version"].as_u64().is_some_and(|version| version >= 3), "{}", then.text);
+    api.get(&format!("/documents/{id}/history?version=99"), &writer).await.assert_problem(404, "not_found");
+    api.get(&format!("/documents/{id}/history?at=2000-01-01T00:00:00Z"), &writer)
+        .await
+        .assert_problem(404, "not_found");
+
+    let deleted = api.send(api.request(Method::DELETE, &format!("/documents/{id}"), Some(&writer))).await;
+    assert_eq!(deleted.status, 202, "{}", deleted.text);
+    api.get(&format!("/documents/{id}"), &writer).await.assert_problem(404, "document_not_found");
+    // Gone from lists once projected.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = api.get("/documents", &writer).await;
+        if listed.json["documents"] == json!([]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "deleted document still listed: {}", listed.text);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let still = api.get(&format!("/documents/{id}/history?version=1"), &writer).await;
+    assert_eq!(still.status, 200, "the stream stays for audit: {}", still.text);
+
+    let verify = api.get("/audit/verify", &admin).await;
+    assert_eq!(verify.status, 200, "{}", verify.text);
+    assert_eq!(verify.json["ok"], json!(true));
+    assert_eq!(verify.json["events"], json!(5));
+    assert!(verify.json.get("first_bad").is_none());
+    api.stop().await;
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
+}
+
+async fn global_log_pages_the_tenants_events_in_position_order(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let api = TestApi::start(&scratch).await;
+    let acme = token("alice", "acme", &[Role::Admin]);
+    let globex = token("bob", "globex", &[Role::Writer]);
+    let mine = api.upload_text(&acme, "a.txt", "acme text").await.json["id"].as_str().expect("id").to_owned();
+    let theirs = api.upload_text(&globex, "b.txt", "globex text").await.json["id"].as_str().expect("id").to_owned();
+    api.wait_for_status(&acme, &mine, "ready").await;
+    api.wait_for_status(&globex, &theirs, "ready").await;
+    let mut positions = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = api.get(&format!("/events?after={after}&limit=2"), &acme).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let events = page.json["events"].as_array().expect("events").clone();
+        for event in &events {
+            assert_eq!(event["metadata"]["tenant_id"], json!("acme"), "only the caller's tenant");
+            positions.push(event["position"].as_u64().expect("position"));
+        }
+        let next = page.json["next_after"].as_u64().expect("next_after");
+        if events.is_empty() || next >= page.json["head"].as_u64().expect("head") {
+            break;
+        }
+        assert!(next > after, "next_after moves on");
+        after = next;
+    }
+    assert_eq!(positions.len(), 4, "acme's four events: {positions:?}");
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{positions:?}");
+    api.stop().await;
+}
+
+/// Reads server-sent events until `done` says so, or fails after 30 s; returns (id, event, data) triples.
+async fn read_sse(
+    response: &mut reqwest::Response,
+    mut done: impl FnMut(&[(String, String, Value)]) -> bool,
+) -> Vec<(String, String, Value)> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(&events) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(remaining, response.chunk()).await;
+        let chunk = chunk.expect("events in time").expect("stream readable").expect("stream still open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut id, mut name, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("id:") {
+                    id = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("event:") {
+                    name = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim());
+                }
+            }
+            if !id.is_empty() {
+                events.push((id, name, serde_json::from_str(&data).unwrap_or(Value::Null)));
+            }
+        }
+    }
+    events
+}
+
+async fn live_events_resume_after_last_event_id_and_follow_new_commits(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let api = TestApi::start(&scratch).await;
+    let admin = token("root", "acme", &[Role::Admin]);
+    let other = token("bob", "globex", &[Role::Writer]);
+    let first = api.upload_text(&admin, "a.txt", "first").await.json["id"].as_str().expect("id").to_owned();
+    api.wait_for_status(&admin, &first, "ready").await;
+    api.upload_text(&other, "b.txt", "another tenant").await;
+    let mut response = api
+        .request(Method::GET, "/events/live", Some(&admin))
+        .header("last-event-id", "1")
+        .send()
+        .await
+        .expect("connect");
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().is_ok_and(|kind| kind.starts_with("text/event-stream")));
+    // Resumed after position 1: the rest of the first document's events.
+    let resumed = read_sse(&mut response, |events| events.iter().any(|(_, name, _)| name == "DocumentReady")).await;
+    assert_eq!(resumed[0].0, "2", "resumes right after Last-Event-ID");
+    assert!(resumed.iter().all(|(_, _, data)| data["metadata"]["tenant_id"] == json!("acme")));
+    // New commits arrive live.
+    let second = api.upload_text(&admin, "c.txt", "second").await.json["id"].as_str().expect("id").to_owned();
+    let live = read_sse(&mut response, |events| {
+        events.iter().any(|(_, name, data)| {
+            name == "DocumentUploaded" && data["stream_id"] == json!(format!("document-{second}"))
+        })
+    })
+    .await;
+    let ids: Vec<u64> = live.iter().map(|(id, _, _)| id.parse().expect("numeric id")).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    let bad =
+        api.send(api.request(Method::GET, "/events/live", Some(&admin)).header("last-event-id", "yesterday")).await;
+    assert_eq!(bad.assert_problem(400, "invalid_header")["field"], json!("Last-Event-ID"));
+    drop(response);
+    api.stop().await;
+}
+
+async fn verify_after_tampering_names_the_altered_event(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let api = TestApi::start(&scratch).await;
+    let admin = token("root", "acme", &[Role::Admin]);
+    let id = api.upload_text(&admin, "a.txt", "original text").await.json["id"].as_str().expect("id").to_owned();
+    api.wait_for_status(&admin, &id, "ready").await;
+    assert_eq!(api.get("/audit/verify", &admin).await.json["ok"], json!(true));
+    let changed =
+        scratch.execute_sql("UPDATE events SET data = replace(data, 'a.txt', 'b.txt') WHERE position = 1").await;
+    assert_eq!(changed, 1);
+    let verify = api.get("/audit/verify", &admin).await;
+    assert_eq!(verify.status, 200, "{}", verify.text);
+    assert_eq!(verify.json["ok"], json!(false));
+    assert_eq!(verify.json["first_bad"]["position"], json!(1));
+    assert_eq!(verify.json["first_bad"]["stream_id"], json!(format!("document-{id}")));
+    assert_eq!(verify.json["first_bad"]["problem"], json!("hash_mismatch"));
+    api.stop().await;
+}

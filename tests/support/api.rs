@@ -1,0 +1,190 @@
+//! The `api_client` fixture: the real dossier server on port 0 over a scratch backend, and an HTTP client for it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use dossier::api::auth::{Claims, Keys, Role};
+use dossier::server::Server;
+use dossier::settings::Settings;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::support::Scratch;
+
+/// The key every test server signs with.
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// A running server and a client for it.
+pub struct TestApi {
+    /// `http://127.0.0.1:PORT/api/v1`.
+    pub base: String,
+    /// The client.
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: u16,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub json: Value,
+    /// The body as text.
+    pub text: String,
+}
+
+impl Answer {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Asserts a problem+json error with this status and code; returns the problem.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{}", self.text);
+        assert_eq!(self.json["code"], Value::from(code), "{}", self.text);
+        assert_eq!(self.json["status"], Value::from(status), "{}", self.text);
+        assert!(self.json["type"].is_string() && self.json["title"].is_string() && self.json["detail"].is_string());
+        &self.json
+    }
+}
+
+/// The settings of a test server over `scratch` (`extra` overrides).
+pub fn settings(scratch: &Scratch, extra: &[(&str, &str)]) -> Settings {
+    let mut map: HashMap<String, String> = HashMap::new();
+    map.insert("DOSSIER_DATA_DIR".into(), scratch.data_dir().display().to_string());
+    map.insert("SECRET_KEY".into(), SECRET.into());
+    if let Some(url) = scratch.database_url() {
+        map.insert("DATABASE_URL".into(), url);
+    }
+    for (name, value) in extra {
+        map.insert((*name).to_owned(), (*value).to_owned());
+    }
+    Settings::from_lookup(|name| map.get(name).cloned()).expect("valid test settings")
+}
+
+/// A token signed with [`SECRET`].
+pub fn token(sub: &str, tenant: &str, roles: &[Role]) -> String {
+    let claims = Claims {
+        sub: sub.into(),
+        tenant: tenant.into(),
+        roles: roles.to_vec(),
+        exp: time::OffsetDateTime::now_utc().unix_timestamp() + 600,
+        iat: None,
+    };
+    Keys::new(Some(SECRET)).expect("keys").mint(&claims).expect("mint")
+}
+
+impl TestApi {
+    /// Starts a server over `scratch`.
+    pub async fn start(scratch: &Scratch) -> Self {
+        Self::start_with(scratch, &[]).await
+    }
+
+    /// Starts a server over `scratch` with extra settings.
+    pub async fn start_with(scratch: &Scratch, extra: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(scratch.data_dir()).expect("data dir");
+        let settings = settings(scratch, extra);
+        let server = Server::start(&settings, "127.0.0.1:0".parse().expect("addr")).await.expect("start server");
+        let base = format!("http://{}/api/v1", server.address());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        Self { base, client, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+
+    /// A request to `path` (under `/api/v1`) with `token` as its bearer token.
+    pub fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub async fn send(&self, builder: reqwest::RequestBuilder) -> Answer {
+        let response = builder.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, headers, json, text }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.send(self.request(reqwest::Method::GET, path, Some(token))).await
+    }
+
+    /// Sends a JSON body.
+    pub async fn json(&self, method: reqwest::Method, path: &str, token: &str, body: &Value) -> Answer {
+        let builder = self
+            .request(method, path, Some(token))
+            .header("content-type", HeaderValue::from_static("application/json"))
+            .body(body.to_string());
+        self.send(builder).await
+    }
+
+    /// Uploads a text document as JSON; returns the answer.
+    pub async fn upload_text(&self, token: &str, filename: &str, text: &str) -> Answer {
+        let body = serde_json::json!({ "filename": filename, "text": text, "metadata": { "source": "test" } });
+        self.json(reqwest::Method::POST, "/documents", token, &body).await
+    }
+
+    /// Polls `GET /documents/{id}` until its status is `status` (or fails after 30 s).
+    pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.get(&format!("/documents/{id}"), token).await;
+            if answer.json["status"] == status {
+                return answer.json;
+            }
+            assert!(Instant::now() < deadline, "document {id} never became {status}: {}", answer.text);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Polls `GET /documents` until `id` is listed (the read model caught up), or fails after 30 s.
+    pub async fn wait_until_listed(&self, token: &str, id: &str, query: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.get(&format!("/documents{query}"), token).await;
+            let listed = answer.json["documents"]
+                .as_array()
+                .is_some_and(|documents| documents.iter().any(|document| document["id"] == id));
+            if listed {
+                return answer.json;
+            }
+            assert!(Instant::now() < deadline, "document {id} never listed: {}", answer.text);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
