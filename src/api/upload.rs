@@ -59,7 +59,8 @@ fn too_large(size: usize, max_bytes: usize) -> ApiError {
 fn from_json(body: &[u8], max_bytes: usize) -> Result<UploadInput, ApiError> {
     let upload: JsonUpload = parse_json(body)?;
     let (bytes, media_type) = match (upload.text, upload.content_base64) {
-        (Some(text), None) => (text.into_bytes(), upload.media_type.or_else(|| Some("text/plain".to_owned()))),
+        // Text without a media type is typed like a file: by its name, then by its bytes (`notes.md` is Markdown).
+        (Some(text), None) => (text.into_bytes(), upload.media_type),
         (None, Some(encoded)) => {
             // Refuse before decoding: base64 is 4 characters per 3 bytes.
             if encoded.len() / 4 * 3 > max_bytes + 3 {

@@ -5,3 +5,4 @@ mod auth;
 mod bad_input;
 mod documents;
 mod operations;
+mod token;
