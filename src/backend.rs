@@ -102,20 +102,14 @@ fn read_model_error(error: dossier_projections::read_model::ReadModelError) -> A
     AppError::Usage(error.to_string())
 }
 
-/// The running read-model projection: its supervising actor and its published progress.
-pub type RunningProjection = (
-    ractor::ActorRef<dossier_actors::runtime::projection::ProjectionMsg>,
-    tokio::sync::watch::Receiver<dossier_projections::runner::ProjectionStatus>,
-);
-
-/// Starts the read-model projection under its supervising actor.
+/// Starts the read-model projection under its supervising actor, publishing its progress on `status`.
 pub async fn start_projection(
     store: Arc<dyn EventStore>,
     read_model: Arc<dyn dossier_projections::read_model::ReadModelStore>,
-) -> Result<RunningProjection, AppError> {
+    status: tokio::sync::watch::Sender<dossier_projections::runner::ProjectionStatus>,
+) -> Result<ractor::ActorRef<dossier_actors::runtime::projection::ProjectionMsg>, AppError> {
     use dossier_actors::runtime::projection::{ProjectionActor, ProjectionArgs};
-    use dossier_projections::runner::{READ_MODEL, RunnerConfig, initial_status};
-    let (status, progress) = tokio::sync::watch::channel(initial_status(READ_MODEL, 0));
+    use dossier_projections::runner::RunnerConfig;
     let args = ProjectionArgs {
         log: store,
         read_model,
@@ -126,7 +120,7 @@ pub async fn start_projection(
     let (actor, _) = ractor::Actor::spawn(None, ProjectionActor, args)
         .await
         .map_err(|error| AppError::Usage(format!("cannot start the read-model projection: {error}")))?;
-    Ok((actor, progress))
+    Ok(actor)
 }
 
 #[cfg(feature = "local-embeddings")]

@@ -9,6 +9,7 @@ pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod commands;
+pub mod coordination;
 pub mod error;
 pub mod server;
 pub mod settings;

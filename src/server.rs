@@ -6,7 +6,7 @@ use std::sync::Arc;
 use dossier_actors::runtime::Runtime;
 use dossier_events::EventStore;
 use dossier_projections::read_model::ReadModelStore;
-use dossier_projections::runner::ProjectionStatus;
+use dossier_projections::runner::{ProjectionStatus, READ_MODEL, initial_status};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -14,31 +14,52 @@ use tokio::sync::watch;
 use crate::api::auth::Keys;
 use crate::api::context::{ApiContext, OptionalProbes};
 use crate::api::health::{Probe, TcpProbe};
-use crate::api::idempotency::IdempotencyStore;
 use crate::api::metrics::{Metrics, observe_log};
-use crate::api::rate_limit::InProcessRateLimiter;
+use crate::coordination::Coordination;
+use crate::coordination::lease::ProjectionKeeper;
 use crate::error::AppError;
 use crate::settings::Settings;
 
-/// A whole dossier server: the log, the actor runtime, the read-model projection and the bound HTTP API.
+/// A whole dossier server: the log, the actor runtime, the read-model projection (while this instance holds its
+/// lease) and the bound HTTP API.
 pub struct Server {
     app: Application,
     runtime: Runtime,
-    projection: ractor::ActorRef<dossier_actors::runtime::projection::ProjectionMsg>,
+    keeper: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    /// Opens the configured backends, starts the runtime and the projection, and binds `bind`.
+    /// Opens the configured backends, starts the runtime and the projection keeper, and binds `bind`.
     pub async fn start(settings: &Settings, bind: SocketAddr) -> Result<Self, AppError> {
         use crate::backend;
+        if settings.projection_lease_ms < 300 {
+            return Err(AppError::Usage(format!(
+                "PROJECTION_LEASE_MS must be at least 300, got {}",
+                settings.projection_lease_ms
+            )));
+        }
         let store = backend::open(settings, backend::Access::Serve).await?;
         let runtime = backend::start_runtime(settings, Arc::clone(&store)).await?;
         let read_model = backend::open_read_model(settings).await?;
-        let idempotency = backend::open_idempotency(settings).await?;
-        let (projection, progress) = backend::start_projection(Arc::clone(&store), Arc::clone(&read_model)).await?;
-        let services = Services { store, runtime: runtime.clone(), read_model, projection: progress, idempotency };
+        let durable = backend::open_idempotency(settings).await?;
+        let coordination = Coordination::connect(settings, durable).await?;
+        let (status, progress) = watch::channel(initial_status(READ_MODEL, 0));
+        let (running_here, running) = watch::channel(false);
+        let keeper = ProjectionKeeper {
+            name: READ_MODEL,
+            holder: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
+            ttl: std::time::Duration::from_millis(settings.projection_lease_ms),
+            leases: Arc::clone(&coordination.leases),
+            store: Arc::clone(&store),
+            read_model: Arc::clone(&read_model),
+            status,
+            running_here,
+        };
+        let services =
+            Services { store, runtime: runtime.clone(), read_model, projection: progress, running, coordination };
         let app = Application::build(bind, services, settings).await?;
-        Ok(Self { app, runtime, projection })
+        let keeper = tokio::spawn(keeper.run(app.shutdown.subscribe()));
+        Ok(Self { app, runtime, keeper })
     }
 
     /// The address the API listens on.
@@ -46,10 +67,12 @@ impl Server {
         self.app.address()
     }
 
-    /// Serves until `shutdown` completes, then stops the projection and the runtime.
+    /// Serves until `shutdown` completes, then stops the projection (releasing its lease) and the runtime.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         self.app.run_until(shutdown).await;
-        self.projection.stop(Some("shutdown".into()));
+        if let Err(error) = self.keeper.await {
+            tracing::warn!(error = %error, "projection_keeper_failed");
+        }
         self.runtime.shutdown();
     }
 }
@@ -62,10 +85,12 @@ pub struct Services {
     pub runtime: Runtime,
     /// The read model.
     pub read_model: Arc<dyn ReadModelStore>,
-    /// The live read-model projection's progress.
+    /// The read-model projection's progress (while it runs here).
     pub projection: watch::Receiver<ProjectionStatus>,
-    /// Recorded command responses.
-    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Whether this instance runs the projection.
+    pub running: watch::Receiver<bool>,
+    /// Rate limits, recorded responses and leases.
+    pub coordination: Coordination,
 }
 
 /// A bound, not yet running server (binding first lets tests ask for port 0 and learn the real port).
@@ -104,10 +129,12 @@ impl Application {
             runtime: services.runtime,
             read_model: services.read_model,
             projection: services.projection,
+            projection_here: services.running,
+            leases: services.coordination.leases,
             keys,
-            idempotency: services.idempotency,
+            idempotency: services.coordination.idempotency,
             metrics,
-            rate_limiter: Arc::new(InProcessRateLimiter::new(settings.rate_limit_per_minute)),
+            rate_limiter: services.coordination.rate_limiter,
             max_upload_bytes: settings.max_upload_bytes,
             probes,
             rebuilds: Default::default(),

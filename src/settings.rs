@@ -57,8 +57,12 @@ pub struct Settings {
     pub deduplicate: bool,
     /// `REDIS_URL`: Redis for rate limits, the idempotency cache, live fan-out and leases; unset: in-process.
     pub redis_url: Option<SecretString>,
+    /// `REDIS_NAMESPACE`: prefix of every Redis key, so several deployments can share one Redis (default `dossier`).
+    pub redis_namespace: String,
     /// `RATE_LIMIT_PER_MINUTE`: API requests a minute per (tenant, subject); 0 disables the limit (default 600).
     pub rate_limit_per_minute: u32,
+    /// `PROJECTION_LEASE_MS`: time to live of a projection lease (default 10000); its holder renews it every third.
+    pub projection_lease_ms: u64,
 }
 
 /// A setting that could not be read.
@@ -118,7 +122,9 @@ impl Settings {
             max_upload_bytes: parse(&get, "MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
             deduplicate: parse(&get, "DOSSIER_DEDUPLICATE", true)?,
             redis_url: get("REDIS_URL").map(SecretString::from),
+            redis_namespace: get("REDIS_NAMESPACE").unwrap_or_else(|| "dossier".to_owned()),
             rate_limit_per_minute: parse(&get, "RATE_LIMIT_PER_MINUTE", 600)?,
+            projection_lease_ms: parse(&get, "PROJECTION_LEASE_MS", 10_000)?,
         })
     }
 }

@@ -17,6 +17,7 @@ use crate::api::metrics::Metrics;
 use crate::api::projections::Rebuilds;
 use crate::api::rate_limit::RateLimiter;
 use crate::api::request::ApiRequest;
+use crate::coordination::lease::LeaseStore;
 
 /// Everything the API's handlers use; shared behind an `Arc`.
 pub struct ApiContext {
@@ -26,8 +27,12 @@ pub struct ApiContext {
     pub runtime: Runtime,
     /// The read model (lists).
     pub read_model: Arc<dyn ReadModelStore>,
-    /// The live read-model projection's progress.
+    /// The read-model projection's progress, while this instance runs it.
     pub projection: watch::Receiver<ProjectionStatus>,
+    /// Whether this instance holds the projection's lease and runs it.
+    pub projection_here: watch::Receiver<bool>,
+    /// Projection leases (to name the instance that runs a projection elsewhere).
+    pub leases: Arc<dyn LeaseStore>,
     /// Token and cursor keys.
     pub keys: Keys,
     /// Recorded command responses.

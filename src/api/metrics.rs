@@ -128,7 +128,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, head: u64, projection: &ProjectionStatus) -> String {
+    pub fn render(&self, head: u64, projection: &ProjectionStatus, runs_here: bool) -> String {
         let mut out = String::with_capacity(4096);
         let Ok(inner) = self.inner.lock() else { return out };
         out.push_str("# HELP dossier_http_requests_total HTTP requests answered.\n");
@@ -168,15 +168,21 @@ impl Metrics {
         out.push_str("# TYPE dossier_log_head_position gauge\n");
         let _ = writeln!(out, "dossier_log_head_position {head}");
         let name = &projection.name;
-        let running = u8::from(!matches!(projection.state, RunnerState::Stopped { .. }));
+        let running = u8::from(runs_here && !matches!(projection.state, RunnerState::Stopped { .. }));
+        // Checkpoint and lag come from the runner, so only the instance running the projection reports them.
+        let gauges = if runs_here { 4 } else { 1 };
         for (metric, help, value) in [
             ("dossier_projection_checkpoint", "Last position the projection applied.", projection.checkpoint as f64),
             ("dossier_projection_lag_events", "Events the projection has not applied yet.", {
                 head.saturating_sub(projection.checkpoint) as f64
             }),
             ("dossier_projection_lag_seconds", "Age of the newest applied event when applied.", projection.lag_seconds),
-            ("dossier_projection_running", "1 unless the projection stopped at a poison event.", f64::from(running)),
-        ] {
+            ("dossier_projection_running", "1 while this instance runs the projection.", f64::from(running)),
+        ]
+        .into_iter()
+        .rev()
+        .take(gauges)
+        {
             let _ = writeln!(
                 out,
                 "# HELP {metric} {help}\n# TYPE {metric} gauge\n{metric}{{projection=\"{name}\"}} {value}"

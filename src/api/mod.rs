@@ -161,7 +161,7 @@ async fn dispatch(
         Endpoint::Metrics => {
             let head = context.store.head_position().await?;
             let status = context.projection.borrow().clone();
-            let text = context.metrics.render(head, &status);
+            let text = context.metrics.render(head, &status, *context.projection_here.borrow());
             let mut response = warp::reply::Response::new(text.into());
             response
                 .headers_mut()

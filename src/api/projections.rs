@@ -66,8 +66,12 @@ pub struct ProjectionView {
     pub lag_events: u64,
     /// Age of the newest applied event when it was applied.
     pub lag_seconds: f64,
-    /// `starting`, `running` or `stopped`.
+    /// `starting`, `running` or `stopped` here; `standby` when another instance holds its lease.
     pub state: &'static str,
+    /// Whether this instance runs it (holds its lease).
+    pub runs_here: bool,
+    /// Where its lease lives: `in-process` or `redis`.
+    pub lease: &'static str,
     /// Why it stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -88,21 +92,31 @@ pub async fn list(context: &ApiContext, request: &ApiRequest) -> Result<warp::re
     request.query(&[])?;
     let head = context.store.head_position().await?;
     let live = context.projection.borrow().clone();
+    let runs_here = *context.projection_here.borrow();
     let generation = context.read_model.live_generation(READ_MODEL).await?;
-    let (state, error) = match &live.state {
-        RunnerState::Starting => ("starting", None),
-        RunnerState::Running => ("running", None),
-        RunnerState::Stopped { position, error } => ("stopped", Some(format!("position {position}: {error}"))),
+    // The stored checkpoint is the truth wherever the projection runs.
+    let checkpoint = context.read_model.checkpoint(READ_MODEL, generation).await?;
+    let (state, error) = match (&live.state, &checkpoint) {
+        (_, Some(stored)) if stored.state == "stopped" => {
+            ("stopped", Some(stored.error.clone().unwrap_or_else(|| "stopped".into())))
+        }
+        _ if !runs_here => ("standby", None),
+        (RunnerState::Starting, _) => ("starting", None),
+        (RunnerState::Running, _) => ("running", None),
+        (RunnerState::Stopped { position, error }, _) => ("stopped", Some(format!("position {position}: {error}"))),
     };
+    let checkpoint = checkpoint.map_or(0, |stored| stored.position);
     let rebuild = context.rebuilds.progress(head);
     let view = ProjectionView {
         name: READ_MODEL.to_owned(),
         generation,
-        checkpoint: live.checkpoint,
+        checkpoint,
         head,
-        lag_events: head.saturating_sub(live.checkpoint),
-        lag_seconds: live.lag_seconds,
+        lag_events: head.saturating_sub(checkpoint),
+        lag_seconds: if runs_here { live.lag_seconds } else { 0.0 },
         state,
+        runs_here,
+        lease: context.leases.backend(),
         error,
         rebuild,
     };

@@ -5,4 +5,5 @@ mod auth;
 mod bad_input;
 mod documents;
 mod operations;
+mod redis;
 mod token;

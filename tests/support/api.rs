@@ -61,6 +61,9 @@ pub fn settings(scratch: &Scratch, extra: &[(&str, &str)]) -> Settings {
     let mut map: HashMap<String, String> = HashMap::new();
     map.insert("DOSSIER_DATA_DIR".into(), scratch.data_dir().display().to_string());
     map.insert("SECRET_KEY".into(), SECRET.into());
+    // Servers of one scratch share Redis keys; tests running at the same time do not.
+    let namespace = scratch.dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    map.insert("REDIS_NAMESPACE".into(), namespace);
     if let Some(url) = scratch.database_url() {
         map.insert("DATABASE_URL".into(), url);
     }

@@ -1,0 +1,192 @@
+//! Several instances on one Postgres and one Redis: each projection runs in exactly one instance (two real
+//! `dossier serve` processes), the rate limit is shared, and recorded responses replay on any instance.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dossier::api::auth::Role;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::api::{SECRET, TestApi, token};
+use crate::support::{Backend, Scratch};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
+        panic!("REDIS_URL is not set: run the tests with scripts/test.sh, which starts a throwaway Redis")
+    })
+}
+
+/// A `dossier serve` child process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Instance {
+    child: Option<Child>,
+    base: String,
+}
+
+impl Instance {
+    fn start(scratch: &Scratch, namespace: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut command: Command = scratch.dossier();
+        command
+            .env("SECRET_KEY", SECRET)
+            .env("REDIS_URL", redis_url())
+            .env("REDIS_NAMESPACE", namespace)
+            .env("PROJECTION_LEASE_MS", "1000")
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command.spawn().expect("spawn dossier serve");
+        Self { child: Some(child), base: format!("http://127.0.0.1:{port}/api/v1") }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(exit) = child.try_wait().expect("wait") {
+                assert!(exit.success(), "clean shutdown, got {exit:?}");
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("dossier serve did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &str, token: &str) -> Option<Value> {
+    let response = client.get(url).bearer_auth(token).send().await.ok()?;
+    response.json().await.ok()
+}
+
+/// Polls every instance's `/projections` until `check` accepts the `runs_here` flags, or fails after 30 s.
+async fn wait_for_runners(
+    client: &reqwest::Client,
+    instances: &[&Instance],
+    admin: &str,
+    check: impl Fn(&[bool]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut flags = Vec::new();
+        for instance in instances {
+            let answer = get(client, &format!("{}/projections", instance.base), admin).await;
+            let flag = answer.as_ref().and_then(|body| body["projections"][0]["runs_here"].as_bool());
+            flags.push(flag);
+        }
+        let flags: Option<Vec<bool>> = flags.into_iter().collect();
+        if let Some(flags) = flags
+            && check(&flags)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "runners never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn upload_and_wait_listed(client: &reqwest::Client, instance: &Instance, writer: &str, name: &str) {
+    let response = client
+        .post(format!("{}/documents", instance.base))
+        .bearer_auth(writer)
+        .header("content-type", "application/json")
+        .body(json!({"filename": name, "text": format!("contents of {name}")}).to_string())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.expect("json")["id"].clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = get(client, &format!("{}/documents?limit=100", instance.base), writer).await;
+        if listed
+            .is_some_and(|body| body["documents"].as_array().is_some_and(|docs| docs.iter().any(|d| d["id"] == id)))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} was never projected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_run_the_projection_in_exactly_one_and_hand_it_over_on_shutdown() {
+    let scratch = Scratch::new(Backend::Postgres).await;
+    let namespace = format!("lease-test-{}", uuid::Uuid::now_v7().simple());
+    // Migrate first, so the two instances start on a ready database.
+    assert!(scratch.dossier().arg("migrate").output().expect("migrate").status.success());
+    let mut first = Instance::start(&scratch, &namespace);
+    let mut second = Instance::start(&scratch, &namespace);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let admin = token("root", "acme", &[Role::Admin]);
+    let writer = token("alice", "acme", &[Role::Writer]);
+    wait_for_runners(&client, &[&first, &second], &admin, |flags| flags.iter().filter(|here| **here).count() == 1)
+        .await;
+    // Whichever instance takes a command, the one runner projects it.
+    upload_and_wait_listed(&client, &first, &writer, "one.txt").await;
+    upload_and_wait_listed(&client, &second, &writer, "two.txt").await;
+    let flags: Vec<bool> = {
+        let mut flags = Vec::new();
+        for instance in [&first, &second] {
+            let body = get(&client, &format!("{}/projections", instance.base), &admin).await.expect("projections");
+            let projection = &body["projections"][0];
+            assert_eq!(projection["lease"], json!("redis"));
+            if projection["runs_here"] == json!(false) {
+                assert_eq!(projection["state"], json!("standby"), "{body}");
+            }
+            flags.push(projection["runs_here"] == json!(true));
+        }
+        flags
+    };
+    assert_eq!(flags.iter().filter(|here| **here).count(), 1, "exactly one runner: {flags:?}");
+    // Stopping the runner hands the projection to the other instance.
+    let (leader, survivor) = if flags[0] { (&mut first, &mut second) } else { (&mut second, &mut first) };
+    leader.stop();
+    wait_for_runners(&client, &[&*survivor], &admin, |flags| flags == [true]).await;
+    upload_and_wait_listed(&client, survivor, &writer, "three.txt").await;
+    survivor.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limit_and_recorded_responses_are_shared_across_instances() {
+    let scratch = Scratch::new(Backend::Postgres).await;
+    let redis = redis_url();
+    let settings = [("REDIS_URL", redis.as_str()), ("RATE_LIMIT_PER_MINUTE", "4")];
+    let first = TestApi::start_with(&scratch, &settings).await;
+    let second = TestApi::start_with(&scratch, &settings).await;
+    let alice = token("alice", "acme", &[Role::Writer]);
+    let upload = |api: &TestApi| {
+        api.request(Method::POST, "/documents", Some(&alice))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "shared-key")
+            .body(json!({"filename": "a.txt", "text": "once"}).to_string())
+    };
+    let created = first.send(upload(&first)).await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    let replayed = second.send(upload(&second)).await;
+    assert_eq!((replayed.status, replayed.text.as_str()), (202, created.text.as_str()));
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    // Two of four requests spent; two more anywhere, then the fifth is refused on either instance.
+    assert_eq!(first.get("/documents", &alice).await.status, 200);
+    assert_eq!(second.get("/documents", &alice).await.status, 200);
+    let limited = first.get("/documents", &alice).await;
+    limited.assert_problem(429, "rate_limited");
+    second.get("/documents", &alice).await.assert_problem(429, "rate_limited");
+    assert!(limited.header("retry-after").is_some());
+    first.stop().await;
+    second.stop().await;
+}
