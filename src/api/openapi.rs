@@ -8,117 +8,94 @@ use crate::api::error::ApiError;
 use crate::api::idempotency::StoredResponse;
 use crate::api::routes::{Endpoint, PREFIX, ROUTES, Route};
 
-/// The query parameters each endpoint takes: (name, schema type, description).
-fn query_parameters(endpoint: Endpoint) -> &'static [(&'static str, &'static str, &'static str)] {
+/// What the OpenAPI document says of an endpoint beyond its route.
+struct EndpointDoc {
+    /// Query parameters: (name, schema type, description).
+    query: &'static [(&'static str, &'static str, &'static str)],
+    /// The success status.
+    status: StatusCode,
+    /// Whether it is a command (takes `Idempotency-Key`, and `If-Match` on an existing document).
+    command: bool,
+    /// The request body.
+    body: Option<Value>,
+}
+
+const EVENTS_LIMIT: (&str, &str, &str) = ("limit", "integer", "1 to 1000 (default 100)");
+const INCLUDE: (&str, &str, &str) = ("include", "string", "`vectors` to include embedding vectors");
+
+fn doc(endpoint: Endpoint) -> EndpointDoc {
+    let read = |query| EndpointDoc { query, status: StatusCode::OK, command: false, body: None };
+    let command = |status, body| EndpointDoc { query: &[], status, command: true, body: Some(body) };
+    let reason = json!({
+        "required": false,
+        "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": false, "properties": {"reason": {"type": "string"}}
+        }}}
+    });
     match endpoint {
-        Endpoint::ListDocuments => &[
+        Endpoint::Health
+        | Endpoint::Metrics
+        | Endpoint::OpenApi
+        | Endpoint::GetDocument
+        | Endpoint::VerifyAudit
+        | Endpoint::ListProjections => read(&[]),
+        Endpoint::ListDocuments => read(&[
             ("status", "string", "uploaded, parsed, chunked, embedded, ready or failed"),
             ("limit", "integer", "1 to 100 (default 20)"),
             ("cursor", "string", "next_cursor of the previous page"),
-        ],
-        Endpoint::DocumentEvents => &[
-            ("after_version", "integer", "events after this stream version"),
-            ("limit", "integer", "1 to 1000 (default 100)"),
-            ("include", "string", "`vectors` to include embedding vectors"),
-        ],
-        Endpoint::DocumentHistory => &[
+        ]),
+        Endpoint::DocumentEvents => {
+            read(&[("after_version", "integer", "events after this stream version"), EVENTS_LIMIT, INCLUDE])
+        }
+        Endpoint::DocumentHistory => read(&[
             ("version", "integer", "replay up to this stream version"),
             ("at", "string", "replay events recorded up to this RFC 3339 time"),
-        ],
-        Endpoint::GlobalEvents => &[
-            ("after", "integer", "events after this global position"),
-            ("limit", "integer", "1 to 1000 (default 100)"),
-            ("include", "string", "`vectors` to include embedding vectors"),
-        ],
-        Endpoint::LiveEvents => &[
-            ("after", "integer", "resume after this position (Last-Event-ID wins)"),
-            ("include", "string", "`vectors` to include embedding vectors"),
-        ],
-        Endpoint::Health
-        | Endpoint::Metrics
-        | Endpoint::OpenApi
-        | Endpoint::UploadDocument
-        | Endpoint::GetDocument
-        | Endpoint::UpdateDocument
-        | Endpoint::DeleteDocument
-        | Endpoint::ReprocessDocument
-        | Endpoint::VerifyAudit
-        | Endpoint::ListProjections
-        | Endpoint::RebuildProjection => &[],
-    }
-}
-
-/// The success status and whether the endpoint is a command (takes `Idempotency-Key` and `If-Match`).
-fn shape(endpoint: Endpoint) -> (StatusCode, bool) {
-    match endpoint {
-        Endpoint::UploadDocument => (StatusCode::ACCEPTED, true),
-        Endpoint::UpdateDocument => (StatusCode::OK, true),
-        Endpoint::DeleteDocument | Endpoint::ReprocessDocument => (StatusCode::ACCEPTED, true),
-        Endpoint::RebuildProjection => (StatusCode::ACCEPTED, false),
-        Endpoint::Health
-        | Endpoint::Metrics
-        | Endpoint::OpenApi
-        | Endpoint::ListDocuments
-        | Endpoint::GetDocument
-        | Endpoint::DocumentEvents
-        | Endpoint::DocumentHistory
-        | Endpoint::GlobalEvents
-        | Endpoint::LiveEvents
-        | Endpoint::VerifyAudit
-        | Endpoint::ListProjections => (StatusCode::OK, false),
-    }
-}
-
-fn request_body(endpoint: Endpoint) -> Option<Value> {
-    match endpoint {
-        Endpoint::UploadDocument => Some(json!({
-            "required": true,
-            "content": {
-                "application/json": {"schema": {
-                    "type": "object", "additionalProperties": false, "required": ["filename"],
-                    "properties": {
-                        "filename": {"type": "string"},
-                        "text": {"type": "string"},
-                        "content_base64": {"type": "string", "format": "byte"},
-                        "media_type": {"type": "string"},
-                        "metadata": {"type": "object"}
-                    }
-                }},
-                "multipart/form-data": {"schema": {
-                    "type": "object", "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "metadata": {"type": "string", "description": "a JSON object"}
-                    }
-                }}
-            }
-        })),
-        Endpoint::UpdateDocument => Some(json!({
-            "required": true,
-            "content": {"application/json": {"schema": {
-                "type": "object", "additionalProperties": false, "required": ["metadata"],
-                "properties": {"metadata": {"type": "object", "description": "keys to set; null removes a key"}}
-            }}}
-        })),
-        Endpoint::DeleteDocument | Endpoint::ReprocessDocument => Some(json!({
-            "required": false,
-            "content": {"application/json": {"schema": {
-                "type": "object", "additionalProperties": false,
-                "properties": {"reason": {"type": "string"}}
-            }}}
-        })),
-        Endpoint::Health
-        | Endpoint::Metrics
-        | Endpoint::OpenApi
-        | Endpoint::ListDocuments
-        | Endpoint::GetDocument
-        | Endpoint::DocumentEvents
-        | Endpoint::DocumentHistory
-        | Endpoint::GlobalEvents
-        | Endpoint::LiveEvents
-        | Endpoint::VerifyAudit
-        | Endpoint::ListProjections
-        | Endpoint::RebuildProjection => None,
+        ]),
+        Endpoint::GlobalEvents => {
+            read(&[("after", "integer", "events after this global position"), EVENTS_LIMIT, INCLUDE])
+        }
+        Endpoint::LiveEvents => {
+            read(&[("after", "integer", "resume after this position (Last-Event-ID wins)"), INCLUDE])
+        }
+        Endpoint::UploadDocument => command(
+            StatusCode::ACCEPTED,
+            json!({
+                "required": true,
+                "content": {
+                    "application/json": {"schema": {
+                        "type": "object", "additionalProperties": false, "required": ["filename"],
+                        "properties": {
+                            "filename": {"type": "string"},
+                            "text": {"type": "string"},
+                            "content_base64": {"type": "string", "format": "byte"},
+                            "media_type": {"type": "string"},
+                            "metadata": {"type": "object"}
+                        }
+                    }},
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "metadata": {"type": "string", "description": "a JSON object"}
+                        }
+                    }}
+                }
+            }),
+        ),
+        Endpoint::UpdateDocument => command(
+            StatusCode::OK,
+            json!({
+                "required": true,
+                "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": false, "required": ["metadata"],
+                    "properties": {"metadata": {"type": "object", "description": "keys to set; null removes a key"}}
+                }}}
+            }),
+        ),
+        Endpoint::DeleteDocument | Endpoint::ReprocessDocument => command(StatusCode::ACCEPTED, reason),
+        Endpoint::RebuildProjection => {
+            EndpointDoc { query: &[], status: StatusCode::ACCEPTED, command: false, body: None }
+        }
     }
 }
 
@@ -129,12 +106,13 @@ fn operation(route: &Route) -> Value {
         .filter_map(|segment| segment.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    for (name, kind, description) in query_parameters(route.endpoint) {
+    let doc = doc(route.endpoint);
+    for (name, kind, description) in doc.query {
         parameters.push(json!({"name": name, "in": "query", "required": false, "description": description,
                                "schema": {"type": kind}}));
     }
-    let (status, command) = shape(route.endpoint);
-    if command {
+    let status = doc.status;
+    if doc.command {
         parameters
             .push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string"},
                                "description": "same key and request: the same response; another request: 422"}));
@@ -163,7 +141,7 @@ fn operation(route: &Route) -> Value {
     } else {
         operation["security"] = json!([]);
     }
-    if let Some(body) = request_body(route.endpoint) {
+    if let Some(body) = doc.body {
         operation["requestBody"] = body;
     }
     operation

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::contract_tests;
-use crate::support::api::{TestApi, token};
+use crate::support::api::{TestApi, eventually, token};
 use crate::support::{Backend, Scratch};
 
 contract_tests!(
@@ -68,15 +68,11 @@ async fn end_to_end_upload_ready_audit_history_delete_verify(backend: Backend) {
     assert_eq!(deleted.status, 202, "{}", deleted.text);
     api.get(&format!("/documents/{id}"), &writer).await.assert_problem(404, "document_not_found");
     // Gone from lists once projected.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("the deleted document is still listed", || async {
         let listed = api.get("/documents", &writer).await;
-        if listed.json["documents"] == json!([]) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "deleted document still listed: {}", listed.text);
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        if listed.json["documents"] == json!([]) { Ok(()) } else { Err(listed.text) }
+    })
+    .await;
     let still = api.get(&format!("/documents/{id}/history?version=1"), &writer).await;
     assert_eq!(still.status, 200, "the stream stays for audit: {}", still.text);
 

@@ -1,14 +1,12 @@
 //! Health, metrics, the OpenAPI document (checked against the routes actually served), projections and rebuilds,
 //! and the per-subject rate limit.
 
-use std::time::{Duration, Instant};
-
 use dossier::api::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::contract_tests;
-use crate::support::api::{TestApi, token};
+use crate::support::api::{TestApi, eventually, token};
 use crate::support::{Backend, Scratch};
 
 contract_tests!(
@@ -62,19 +60,15 @@ async fn metrics_count_requests_events_and_projection_lag(backend: Backend) {
     let id = api.upload_text(&writer, "a.txt", "metrics").await.json["id"].as_str().expect("id").to_owned();
     api.wait_for_status(&writer, &id, "ready").await;
     api.get("/documents/not-a-uuid", &writer).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let text = loop {
+    let text = eventually("metrics never caught up", || async {
         let metrics = api.send(api.request(Method::GET, "/metrics", None)).await;
         assert_eq!(metrics.status, 200);
         assert!(metrics.header("content-type").is_some_and(|kind| kind.starts_with("text/plain")));
-        if metrics.text.contains("dossier_events_appended_total{event_type=\"DocumentReady\"} 1")
-            && metrics.text.contains("dossier_projection_lag_events{projection=\"read_model\"} 0")
-        {
-            break metrics.text;
-        }
-        assert!(Instant::now() < deadline, "metrics never caught up: {}", metrics.text);
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+        let caught_up = metrics.text.contains("dossier_events_appended_total{event_type=\"DocumentReady\"} 1")
+            && metrics.text.contains("dossier_projection_lag_events{projection=\"read_model\"} 0");
+        if caught_up { Ok(metrics.text) } else { Err(metrics.text) }
+    })
+    .await;
     for expected in [
         "dossier_http_requests_total{method=\"POST\",route=\"/documents\",status=\"202\"} 1",
         "dossier_http_requests_total{method=\"GET\",route=\"/documents/{id}\",status=\"400\"} 1",
@@ -157,18 +151,16 @@ async fn projections_report_progress_and_rebuild_returns_202(backend: Backend) {
     assert_eq!(started.json["generation"], json!(generation_before + 1));
     let unknown = api.send(api.request(Method::POST, "/projections/nope/rebuild", Some(&admin))).await;
     unknown.assert_problem(404, "not_found");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("the rebuild never finished", || async {
         let listed = api.get("/projections", &admin).await;
         let projection = &listed.json["projections"][0];
-        if projection["rebuild"]["state"] == json!("done") && projection["generation"] == json!(generation_before + 1) {
-            assert_eq!(projection["rebuild"]["checkpoint"], json!(4));
-            break;
-        }
         assert_ne!(projection["rebuild"]["state"], json!("failed"), "{}", listed.text);
-        assert!(Instant::now() < deadline, "rebuild never finished: {}", listed.text);
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        let done = projection["rebuild"]["state"] == json!("done")
+            && projection["generation"] == json!(generation_before + 1)
+            && projection["rebuild"]["checkpoint"] == json!(4);
+        if done { Ok(()) } else { Err(listed.text) }
+    })
+    .await;
     // The rebuilt generation serves the same documents.
     let documents = api.get("/documents", &admin).await;
     assert_eq!(documents.json["documents"][0]["id"], Value::from(id));

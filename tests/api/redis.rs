@@ -8,7 +8,7 @@ use dossier::api::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::api::{SECRET, TestApi, token};
+use crate::support::api::{SECRET, TestApi, eventually, token};
 use crate::support::{Backend, Scratch};
 
 fn redis_url() -> String {
@@ -73,30 +73,25 @@ async fn get(client: &reqwest::Client, url: &str, token: &str) -> Option<Value> 
     response.json().await.ok()
 }
 
-/// Polls every instance's `/projections` until `check` accepts the `runs_here` flags, or fails after 30 s.
+/// Polls every instance's `/projections` until `check` accepts their `runs_here` flags.
 async fn wait_for_runners(
     client: &reqwest::Client,
     instances: &[&Instance],
     admin: &str,
     check: impl Fn(&[bool]) -> bool,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("the projection runners never settled", || async {
         let mut flags = Vec::new();
         for instance in instances {
             let answer = get(client, &format!("{}/projections", instance.base), admin).await;
-            let flag = answer.as_ref().and_then(|body| body["projections"][0]["runs_here"].as_bool());
-            flags.push(flag);
+            flags.push(answer.as_ref().and_then(|body| body["projections"][0]["runs_here"].as_bool()));
         }
-        let flags: Option<Vec<bool>> = flags.into_iter().collect();
-        if let Some(flags) = flags
-            && check(&flags)
-        {
-            return;
+        match flags.iter().copied().collect::<Option<Vec<bool>>>() {
+            Some(flags) if check(&flags) => Ok(()),
+            _ => Err(format!("{flags:?}")),
         }
-        assert!(Instant::now() < deadline, "runners never settled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 async fn upload_and_wait_listed(client: &reqwest::Client, instance: &Instance, writer: &str, name: &str) {
@@ -110,17 +105,14 @@ async fn upload_and_wait_listed(client: &reqwest::Client, instance: &Instance, w
         .expect("upload");
     assert_eq!(response.status(), 202);
     let id = response.json::<Value>().await.expect("json")["id"].clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(&format!("{name} was never projected"), || async {
         let listed = get(client, &format!("{}/documents?limit=100", instance.base), writer).await;
-        if listed
-            .is_some_and(|body| body["documents"].as_array().is_some_and(|docs| docs.iter().any(|d| d["id"] == id)))
-        {
-            return;
+        match listed {
+            Some(body) if body["documents"].as_array().is_some_and(|docs| docs.iter().any(|d| d["id"] == id)) => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-        assert!(Instant::now() < deadline, "{name} was never projected");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -56,6 +56,22 @@ impl Answer {
     }
 }
 
+/// Polls `probe` every 25 ms until it returns `Ok`; after 30 s fails with `what` and the last `Err` (what was seen).
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(Instant::now() < deadline, "{what}; last seen: {seen}"),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// The settings of a test server over `scratch` (`extra` overrides).
 pub fn settings(scratch: &Scratch, extra: &[(&str, &str)]) -> Settings {
     let mut map: HashMap<String, String> = HashMap::new();
@@ -154,33 +170,25 @@ impl TestApi {
         self.json(reqwest::Method::POST, "/documents", token, &body).await
     }
 
-    /// Polls `GET /documents/{id}` until its status is `status` (or fails after 30 s).
+    /// Polls `GET /documents/{id}` until its status is `status`.
     pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        eventually(&format!("document {id} never became {status}"), || async move {
             let answer = self.get(&format!("/documents/{id}"), token).await;
-            if answer.json["status"] == status {
-                return answer.json;
-            }
-            assert!(Instant::now() < deadline, "document {id} never became {status}: {}", answer.text);
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+            if answer.json["status"] == status { Ok(answer.json) } else { Err(answer.text) }
+        })
+        .await
     }
 
-    /// Polls `GET /documents` until `id` is listed (the read model caught up), or fails after 30 s.
+    /// Polls `GET /documents{query}` until `id` is listed (the read model caught up).
     pub async fn wait_until_listed(&self, token: &str, id: &str, query: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        eventually(&format!("document {id} never listed"), || async move {
             let answer = self.get(&format!("/documents{query}"), token).await;
             let listed = answer.json["documents"]
                 .as_array()
                 .is_some_and(|documents| documents.iter().any(|document| document["id"] == id));
-            if listed {
-                return answer.json;
-            }
-            assert!(Instant::now() < deadline, "document {id} never listed: {}", answer.text);
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+            if listed { Ok(answer.json) } else { Err(answer.text) }
+        })
+        .await
     }
 }
 
