@@ -32,6 +32,8 @@ impl Instance {
             .env("REDIS_URL", redis_url())
             .env("REDIS_NAMESPACE", namespace)
             .env("PROJECTION_LEASE_MS", "1000")
+            // The test polls both instances; the shared rate limit is tested on its own.
+            .env("RATE_LIMIT_PER_MINUTE", "0")
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
