@@ -50,6 +50,7 @@ pub async fn upload(context: &ApiContext, request: &ApiRequest) -> Result<warp::
     let print = fingerprint(
         "POST /documents",
         &json!({
+            "sub": claims.sub,
             "filename": input.filename,
             "media_type": input.media_type,
             "sha256": sha256,
@@ -177,7 +178,8 @@ async fn command(
     request.query(&[])?;
     let key = request.idempotency_key()?;
     let expected_version = request.if_match()?;
-    let print = fingerprint(route, &json!({ "id": id, "if_match": expected_version, "body": body }));
+    // The subject is part of the request: a key is not a way to read another user's response.
+    let print = fingerprint(route, &json!({ "sub": claims.sub, "id": id, "if_match": expected_version, "body": body }));
     run_once(context.idempotency.as_ref(), &claims.tenant, key.as_deref(), print, async {
         let metadata = context.event_metadata(request, claims, key.as_deref())?;
         let outcome = context

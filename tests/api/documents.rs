@@ -142,6 +142,17 @@ async fn idempotency_key_replays_the_response_across_a_restart_and_refuses_anoth
     assert_eq!(replay.header("location"), first.header("location"));
     let other = api.send(upload(&api, "key-1", "another body")).await;
     other.assert_problem(422, "idempotency_key_reused");
+    // The key is not a way to read another user's response, even in the same tenant.
+    let bob = token("bob", "acme", &[Role::Writer]);
+    let bobs = api
+        .send(
+            api.request(Method::POST, "/documents", Some(&bob))
+                .header("content-type", "application/json")
+                .header("idempotency-key", "key-1")
+                .body(json!({"filename": "a.txt", "text": "first body"}).to_string()),
+        )
+        .await;
+    bobs.assert_problem(422, "idempotency_key_reused");
     let patch = |api: &TestApi, key: &str, value: &str| {
         api.request(Method::PATCH, &format!("/documents/{id}"), Some(&writer))
             .header("content-type", "application/json")
