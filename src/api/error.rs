@@ -78,6 +78,9 @@ pub enum ApiError {
     /// The command does not fit the document's current state.
     #[error("{0}")]
     InvalidState(String),
+    /// Concurrent writers kept changing the document; the command may be sent again.
+    #[error("{0}")]
+    Conflict(String),
     /// `If-Match` named another version than the document's.
     #[error("If-Match expected version {expected}, but the document is at version {actual}")]
     PreconditionFailed {
@@ -137,6 +140,7 @@ impl ApiError {
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::InvalidState(_) => (StatusCode::CONFLICT, "invalid_state"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -223,7 +227,7 @@ pub struct Problem {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Conflict { .. } => Self::Unavailable(format!("{error}; retry")),
+            StoreError::Conflict { .. } => Self::Conflict(format!("{error}; send the command again")),
             StoreError::IdempotencyMismatch { key, .. } => Self::IdempotencyMismatch(key),
             StoreError::Invalid(reason) => Self::body("$", reason),
             StoreError::Unavailable(_) | StoreError::Closed => Self::Unavailable(error.to_string()),
@@ -246,14 +250,9 @@ impl From<CommandError> for ApiError {
         match error {
             CommandError::Rejected(rejected) => rejected.into(),
             CommandError::VersionMismatch { expected, actual } => Self::PreconditionFailed { expected, actual },
-            CommandError::Contended(_) => Self::Unavailable(error.to_string()),
-            CommandError::InvalidUpload(reason) => {
-                if reason.contains("over the limit") {
-                    Self::PayloadTooLarge(reason)
-                } else {
-                    Self::body("file", reason)
-                }
-            }
+            CommandError::Contended(_) => Self::Conflict(error.to_string()),
+            // The API checks the size limit itself (413) before the runtime sees the file.
+            CommandError::InvalidUpload(reason) => Self::body("file", reason),
             CommandError::Store(store) => store.into(),
             CommandError::Unavailable(_) => Self::Unavailable(error.to_string()),
         }

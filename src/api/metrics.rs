@@ -15,7 +15,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dossier_events::document::{DocumentEvent, Stage};
+use dossier_events::document::{
+    ChunksEmbedded, DocumentChunked, DocumentDeleted, DocumentEvent, DocumentFailed, DocumentParsed, DocumentPayload,
+    DocumentReady, Stage, StageAttemptFailed,
+};
 use dossier_events::{EventStore, RecordedEvent};
 use dossier_projections::runner::{ProjectionStatus, RunnerState};
 use time::OffsetDateTime;
@@ -96,13 +99,15 @@ impl Metrics {
         *inner.events.entry(event.event_type.clone()).or_default() += 1;
         let stream = event.stream_id.as_str();
         let previous = inner.last_event_at.get(stream).copied();
-        let decoded = DocumentEvent::from_recorded(event).ok();
-        let finished_stage = match &decoded {
-            Some(DocumentEvent::DocumentParsed(_)) => Some(Stage::Parse),
-            Some(DocumentEvent::DocumentChunked(_)) => Some(Stage::Chunk),
-            Some(DocumentEvent::ChunksEmbedded(_)) => Some(Stage::Embed),
-            Some(DocumentEvent::StageAttemptFailed(failed)) => {
-                *inner.retries.entry(failed.stage.as_str()).or_default() += 1;
+        // Only a failed attempt needs its payload (for the stage); the rest is told by the event type.
+        let finished_stage = match event.event_type.as_str() {
+            DocumentParsed::EVENT_TYPE => Some(Stage::Parse),
+            DocumentChunked::EVENT_TYPE => Some(Stage::Chunk),
+            ChunksEmbedded::EVENT_TYPE => Some(Stage::Embed),
+            StageAttemptFailed::EVENT_TYPE => {
+                if let Ok(DocumentEvent::StageAttemptFailed(failed)) = DocumentEvent::from_recorded(event) {
+                    *inner.retries.entry(failed.stage.as_str()).or_default() += 1;
+                }
                 None
             }
             _ => None,
@@ -112,10 +117,8 @@ impl Metrics {
             inner.stages.entry(stage.as_str()).or_default().observe(seconds);
         }
         let finished = matches!(
-            decoded,
-            Some(
-                DocumentEvent::DocumentReady(_) | DocumentEvent::DocumentFailed(_) | DocumentEvent::DocumentDeleted(_)
-            )
+            event.event_type.as_str(),
+            DocumentReady::EVENT_TYPE | DocumentFailed::EVENT_TYPE | DocumentDeleted::EVENT_TYPE
         );
         if finished {
             inner.last_event_at.remove(stream);

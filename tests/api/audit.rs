@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::contract_tests;
 use crate::support::api::{TestApi, eventually, token};
+use crate::support::mock_ollama::MockOllama;
 use crate::support::{Backend, Scratch};
 
 contract_tests!(
@@ -16,6 +17,7 @@ contract_tests!(
     global_log_pages_the_tenants_events_in_position_order,
     live_events_resume_after_last_event_id_and_follow_new_commits,
     verify_after_tampering_names_the_altered_event,
+    embedding_vectors_are_summarised_unless_asked_for_and_retries_are_counted,
 );
 
 async fn end_to_end_upload_ready_audit_history_delete_verify(backend: Backend) {
@@ -205,5 +207,45 @@ async fn verify_after_tampering_names_the_altered_event(backend: Backend) {
     assert_eq!(verify.json["first_bad"]["position"], json!(1));
     assert_eq!(verify.json["first_bad"]["stream_id"], json!(format!("document-{id}")));
     assert_eq!(verify.json["first_bad"]["problem"], json!("hash_mismatch"));
+    api.stop().await;
+}
+
+async fn embedding_vectors_are_summarised_unless_asked_for_and_retries_are_counted(backend: Backend) {
+    use sha2::Digest;
+    let scratch = Scratch::new(backend).await;
+    let mock = MockOllama::start().await;
+    let settings =
+        [("LLM_BASE_URL", mock.base_url()), ("EMBEDDING_MODEL", "stub-embed"), ("EMBEDDING_DIMENSIONS", "8")];
+    let api = TestApi::start_with(&scratch, &settings).await;
+    let writer = token("alice", "acme", &[Role::Writer]);
+    mock.fail_next(1);
+    let id = api.upload_text(&writer, "a.txt", "embed me").await.json["id"].as_str().expect("id").to_owned();
+    let ready = api.wait_for_status(&writer, &id, "ready").await;
+    assert_eq!(ready["embedding"], json!({"model": "stub-embed", "dimensions": 8}));
+    let find = |events: &Value, event_type: &str| {
+        events["events"].as_array().expect("events").iter().find(|e| e["event_type"] == event_type).cloned()
+    };
+    let summarised = api.get(&format!("/documents/{id}/events"), &writer).await.json;
+    let embedded = find(&summarised, "ChunksEmbedded").expect("ChunksEmbedded");
+    assert_eq!(embedded["data"]["vectors"]["count"], json!(1));
+    assert_eq!(embedded["data"]["vectors"]["omitted"], json!(true));
+    let full = api.get(&format!("/documents/{id}/events?include=vectors"), &writer).await.json;
+    let vectors = find(&full, "ChunksEmbedded").expect("ChunksEmbedded")["data"]["vectors"].clone();
+    let vectors: Vec<String> = serde_json::from_value(vectors).expect("the vectors themselves");
+    let mut hasher = sha2::Sha256::new();
+    for vector in &vectors {
+        hasher.update(vector.as_bytes());
+        hasher.update(b"\n");
+    }
+    assert_eq!(embedded["data"]["vectors"]["sha256"], json!(hex::encode(hasher.finalize())));
+    let failed = find(&summarised, "StageAttemptFailed").expect("the failed attempt is in the trail");
+    assert_eq!(failed["data"]["stage"], json!("embed"));
+    eventually("the retry is never counted", || async {
+        let metrics = api.send(api.request(Method::GET, "/metrics", None)).await.text;
+        if metrics.contains("dossier_pipeline_stage_retries_total{stage=\"embed\"} 1") { Ok(()) } else { Err(metrics) }
+    })
+    .await;
+    let health = api.send(api.request(Method::GET, "/health", None)).await;
+    assert_eq!(health.json["components"]["llm"]["status"], json!("ok"), "{}", health.text);
     api.stop().await;
 }
