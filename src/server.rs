@@ -45,9 +45,10 @@ impl Server {
         let coordination = Coordination::connect(settings, durable).await?;
         let (status, progress) = watch::channel(initial_status(READ_MODEL, 0));
         let (running_here, running) = watch::channel(false);
+        let instance_id = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
         let keeper = ProjectionKeeper {
             name: READ_MODEL,
-            holder: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
+            holder: instance_id.clone(),
             ttl: std::time::Duration::from_millis(settings.projection_lease_ms),
             leases: Arc::clone(&coordination.leases),
             store: Arc::clone(&store),
@@ -55,8 +56,15 @@ impl Server {
             status,
             running_here,
         };
-        let services =
-            Services { store, runtime: runtime.clone(), read_model, projection: progress, running, coordination };
+        let services = Services {
+            store,
+            runtime: runtime.clone(),
+            read_model,
+            projection: progress,
+            running,
+            coordination,
+            instance_id,
+        };
         let app = Application::build(bind, services, settings).await?;
         let keeper = tokio::spawn(keeper.run(app.shutdown.subscribe()));
         Ok(Self { app, runtime, keeper })
@@ -91,6 +99,8 @@ pub struct Services {
     pub running: watch::Receiver<bool>,
     /// Rate limits, recorded responses and leases.
     pub coordination: Coordination,
+    /// This instance's id, as a lease holder.
+    pub instance_id: String,
 }
 
 /// A bound, not yet running server (binding first lets tests ask for port 0 and learn the real port).
@@ -131,6 +141,8 @@ impl Application {
             projection: services.projection,
             projection_here: services.running,
             leases: services.coordination.leases,
+            instance_id: services.instance_id,
+            lease_ttl: std::time::Duration::from_millis(settings.projection_lease_ms),
             keys,
             idempotency: services.coordination.idempotency,
             metrics,

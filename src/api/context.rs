@@ -31,8 +31,12 @@ pub struct ApiContext {
     pub projection: watch::Receiver<ProjectionStatus>,
     /// Whether this instance holds the projection's lease and runs it.
     pub projection_here: watch::Receiver<bool>,
-    /// Projection leases (to name the instance that runs a projection elsewhere).
+    /// Leases (projections, rebuilds).
     pub leases: Arc<dyn LeaseStore>,
+    /// This instance's id, as a lease holder.
+    pub instance_id: String,
+    /// Time to live of the leases this instance takes.
+    pub lease_ttl: std::time::Duration,
     /// Token and cursor keys.
     pub keys: Keys,
     /// Recorded command responses.

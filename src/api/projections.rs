@@ -14,6 +14,7 @@ use crate::api::context::ApiContext;
 use crate::api::error::ApiError;
 use crate::api::idempotency::StoredResponse;
 use crate::api::request::ApiRequest;
+use crate::coordination::lease::while_holding;
 
 /// The projections that can be rebuilt through the API.
 pub const PROJECTIONS: &[&str] = &[READ_MODEL];
@@ -21,7 +22,8 @@ pub const PROJECTIONS: &[&str] = &[READ_MODEL];
 /// The rebuild started through this process's API, if any.
 #[derive(Default)]
 pub struct Rebuilds {
-    current: Mutex<Option<Rebuild>>,
+    // An async mutex: held across taking the rebuild lease, so two requests cannot both start one.
+    current: tokio::sync::Mutex<Option<Rebuild>>,
 }
 
 struct Rebuild {
@@ -106,7 +108,7 @@ pub async fn list(context: &ApiContext, request: &ApiRequest) -> Result<warp::re
         (RunnerState::Stopped { position, error }, _) => ("stopped", Some(format!("position {position}: {error}"))),
     };
     let checkpoint = checkpoint.map_or(0, |stored| stored.position);
-    let rebuild = context.rebuilds.progress(head);
+    let rebuild = context.rebuilds.progress(head).await;
     let view = ProjectionView {
         name: READ_MODEL.to_owned(),
         generation,
@@ -146,8 +148,7 @@ pub async fn rebuild(context: &ApiContext, request: &ApiRequest) -> Result<warp:
         )));
     }
     let generation = context.read_model.live_generation(READ_MODEL).await? + 1;
-    let mut current =
-        context.rebuilds.current.lock().map_err(|_| ApiError::Internal("rebuild lock poisoned".into()))?;
+    let mut current = context.rebuilds.current.lock().await;
     if current.as_ref().is_some_and(|rebuild| rebuild.outcome.lock().is_ok_and(|outcome| outcome.is_none())) {
         return Err(ApiError::InvalidState(format!("a rebuild of {name} is already running")));
     }
@@ -155,10 +156,22 @@ pub async fn rebuild(context: &ApiContext, request: &ApiRequest) -> Result<warp:
     let outcome = Arc::new(Mutex::new(None));
     let finished = Arc::clone(&outcome);
     let (log, read_model) = (Arc::clone(&context.store), Arc::clone(&context.read_model));
+    let lease = format!("{READ_MODEL}:rebuild");
+    // One rebuild at a time across instances: the first to take the lease runs it.
+    if !context.leases.acquire(&lease, &context.instance_id, context.lease_ttl).await.map_err(ApiError::Unavailable)? {
+        return Err(ApiError::InvalidState(format!("a rebuild of {name} is already running in another instance")));
+    }
+    let (leases, holder, ttl) = (Arc::clone(&context.leases), context.instance_id.clone(), context.lease_ttl);
     tokio::spawn(async move {
         let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
-        let result = rebuild_read_model(log, read_model, config, sender).await;
-        let result = result.map(|report| report.seconds).map_err(|error| error.to_string());
+        let rebuild = rebuild_read_model(log, read_model, config, sender);
+        // Renews the lease acquired above while the rebuild runs, and releases it after.
+        let held = while_holding(leases.as_ref(), &lease, &holder, ttl, rebuild).await;
+        let result = match held {
+            Ok(Some(result)) => result.map(|report| report.seconds).map_err(|error| error.to_string()),
+            Ok(None) => Err("the rebuild lease was lost; the rebuild resumes from its checkpoint next time".into()),
+            Err(error) => Err(format!("rebuild lease: {error}")),
+        };
         if let Err(error) = &result {
             tracing::error!(projection = READ_MODEL, error = %error, "projection_rebuild_failed");
         }
@@ -173,8 +186,8 @@ pub async fn rebuild(context: &ApiContext, request: &ApiRequest) -> Result<warp:
 }
 
 impl Rebuilds {
-    fn progress(&self, head: u64) -> Option<RebuildProgress> {
-        let current = self.current.lock().ok()?;
+    async fn progress(&self, head: u64) -> Option<RebuildProgress> {
+        let current = self.current.lock().await;
         let rebuild = current.as_ref()?;
         let status = rebuild.status.borrow().clone();
         let elapsed = rebuild.started.elapsed().as_secs_f64();

@@ -60,6 +60,31 @@ impl LeaseStore for InProcessLeases {
     }
 }
 
+/// Runs `work` under the lease `name`, which the caller has acquired: renews it every third of `ttl` and releases
+/// it at the end; `None` when the lease is lost midway (the work is then dropped, so it must be safe to interrupt).
+pub async fn while_holding<F: Future>(
+    leases: &dyn LeaseStore,
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+    work: F,
+) -> Result<Option<F::Output>, String> {
+    let mut work = std::pin::pin!(work);
+    let outcome = loop {
+        tokio::select! {
+            output = &mut work => break Some(output),
+            () = tokio::time::sleep(ttl / 3) => {
+                if !leases.renew(name, holder, ttl).await.unwrap_or(false) {
+                    tracing::warn!(lease = name, holder, "lease_lost_work_abandoned");
+                    break None;
+                }
+            }
+        }
+    };
+    leases.release(name, holder).await?;
+    Ok(outcome)
+}
+
 /// Runs a projection in this instance while it holds the projection's lease.
 pub struct ProjectionKeeper {
     /// The lease's name (the projection's).

@@ -184,3 +184,41 @@ async fn rate_limit_and_recorded_responses_are_shared_across_instances() {
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rebuild_while_another_instance_holds_the_rebuild_lease_returns_409() {
+    let scratch = Scratch::new(Backend::Postgres).await;
+    let redis = redis_url();
+    let api = TestApi::start_with(&scratch, &[("REDIS_URL", redis.as_str())]).await;
+    let admin = token("root", "acme", &[Role::Admin]);
+    // Play the other instance: hold the rebuild lease under this server's namespace.
+    let namespace = scratch.dir.file_name().expect("name").to_string_lossy().into_owned();
+    let key = format!("{namespace}:lease:read_model:rebuild");
+    let client = ::redis::Client::open(redis.as_str()).expect("redis url");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("connect to redis");
+    let _: () = ::redis::cmd("SET")
+        .arg(&key)
+        .arg("another-instance")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut connection)
+        .await
+        .expect("set");
+    let refused = api.send(api.request(Method::POST, "/projections/read_model/rebuild", Some(&admin))).await;
+    let problem = refused.assert_problem(409, "invalid_state");
+    assert!(problem["detail"].as_str().is_some_and(|detail| detail.contains("another instance")), "{problem}");
+    let _: () = ::redis::cmd("DEL").arg(&key).query_async(&mut connection).await.expect("del");
+    let started = api.send(api.request(Method::POST, "/projections/read_model/rebuild", Some(&admin))).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    eventually("the rebuild never released its lease", || async {
+        let mut connection = connection.clone();
+        let holder: Option<String> =
+            ::redis::cmd("GET").arg(&key).query_async(&mut connection).await.map_err(|e| e.to_string())?;
+        match holder {
+            None => Ok(()),
+            Some(holder) => Err(holder),
+        }
+    })
+    .await;
+    api.stop().await;
+}
