@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::api::auth::Keys;
 use crate::api::context::{ApiContext, OptionalProbes};
 use crate::api::health::{Probe, TcpProbe};
+use crate::api::live::LiveFeed;
 use crate::api::metrics::{Metrics, observe_log};
 use crate::coordination::Coordination;
 use crate::coordination::lease::ProjectionKeeper;
@@ -131,9 +132,10 @@ impl Application {
             redis: settings.redis_url.as_ref().and_then(|url| probe("redis", url.expose_secret(), 6379, true)),
         };
         let metrics = Arc::new(Metrics::default());
-        // Observed from the head as of now, before the first request can append.
+        // Followed from the head as of now, before the first request can append.
         let head = services.store.head_position().await?;
-        tokio::spawn(observe_log(Arc::clone(&services.store), head, Arc::clone(&metrics), shutdown_watch.clone()));
+        let live = LiveFeed::start(Arc::clone(&services.store), head, shutdown_watch.clone());
+        tokio::spawn(observe_log(Arc::clone(&live), head, Arc::clone(&metrics)));
         let context = ApiContext {
             store: services.store,
             runtime: services.runtime,
@@ -146,6 +148,7 @@ impl Application {
             keys,
             idempotency: services.coordination.idempotency,
             metrics,
+            live,
             rate_limiter: services.coordination.rate_limiter,
             max_upload_bytes: settings.max_upload_bytes,
             probes,

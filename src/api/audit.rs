@@ -257,28 +257,18 @@ pub async fn live_events(context: &ApiContext, request: &ApiRequest) -> Result<w
         // Ends the stream when the server shuts down, so graceful shutdown does not wait on it.
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
-    let events = std::sync::Arc::clone(&context.store)
-        .subscribe_all(after)
-        .take_until(Box::pin(stopping))
-        .filter_map(move |event| {
-            let tenant = tenant.clone();
-            async move {
-                match event {
-                    Ok(event) if event.metadata.tenant_id == tenant => {
-                        let id = event.position.to_string();
-                        let name = event.event_type.clone();
-                        let audit = AuditEvent::new(event, include_vectors);
-                        Some(warp::sse::Event::default().id(id).event(name).json_data(audit).map_err(|_| ()))
-                    }
-                    Ok(_) => None,
-                    Err(error) => {
-                        tracing::warn!(error = %error, "live_events_stopped");
-                        None
-                    }
-                }
-            }
-        })
-        .filter_map(|event| async move { event.ok().map(Ok::<_, Infallible>) });
+    let followed = context.live.follow(after);
+    let events = futures::stream::unfold(followed, |mut followed| async move {
+        followed.recv().await.map(|event| (event, followed))
+    })
+    .take_until(Box::pin(stopping))
+    .filter(move |event| std::future::ready(event.metadata.tenant_id == tenant))
+    .filter_map(move |event| async move {
+        let id = event.position.to_string();
+        let name = event.event_type.clone();
+        let audit = AuditEvent::new(RecordedEvent::clone(&event), include_vectors);
+        warp::sse::Event::default().id(id).event(name).json_data(audit).ok().map(Ok::<_, Infallible>)
+    });
     let keep_alive = warp::sse::keep_alive().interval(Duration::from_secs(15));
     Ok(warp::sse::reply(keep_alive.stream(events)).into_response())
 }

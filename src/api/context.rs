@@ -13,6 +13,7 @@ use crate::api::auth::{Claims, Keys};
 use crate::api::error::ApiError;
 use crate::api::health::Probe;
 use crate::api::idempotency::IdempotencyStore;
+use crate::api::live::LiveFeed;
 use crate::api::metrics::Metrics;
 use crate::api::projections::Rebuilds;
 use crate::api::rate_limit::RateLimiter;
@@ -43,6 +44,8 @@ pub struct ApiContext {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// Request and log counters.
     pub metrics: Arc<Metrics>,
+    /// The instance's one follower of the log, fanned out to live clients.
+    pub live: Arc<LiveFeed>,
     /// Per-subject request allowance.
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// Largest upload, in bytes.

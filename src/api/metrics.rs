@@ -15,14 +15,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use dossier_events::RecordedEvent;
 use dossier_events::document::{
     ChunksEmbedded, DocumentChunked, DocumentDeleted, DocumentEvent, DocumentFailed, DocumentParsed, DocumentPayload,
     DocumentReady, Stage, StageAttemptFailed,
 };
-use dossier_events::{EventStore, RecordedEvent};
 use dossier_projections::runner::{ProjectionStatus, RunnerState};
 use time::OffsetDateTime;
-use tokio::sync::watch;
+
+use crate::api::live::LiveFeed;
 
 /// Histogram bucket bounds, in seconds.
 const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -131,7 +132,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, head: u64, projection: &ProjectionStatus, runs_here: bool) -> String {
+    pub fn render(&self, head: u64, projection: &ProjectionStatus, runs_here: bool, followers: u64) -> String {
         let mut out = String::with_capacity(4096);
         let Ok(inner) = self.inner.lock() else { return out };
         out.push_str("# HELP dossier_http_requests_total HTTP requests answered.\n");
@@ -167,6 +168,9 @@ impl Metrics {
             let histogram = inner.stages.get(stage.as_str()).cloned().unwrap_or_default();
             histogram.render(&mut out, "dossier_pipeline_stage_duration_seconds", &format!("stage=\"{stage}\""));
         }
+        out.push_str("# HELP dossier_live_followers Followers of the live feed (live clients and the metrics).\n");
+        out.push_str("# TYPE dossier_live_followers gauge\n");
+        let _ = writeln!(out, "dossier_live_followers {followers}");
         out.push_str("# HELP dossier_log_head_position Position of the last committed event.\n");
         out.push_str("# TYPE dossier_log_head_position gauge\n");
         let _ = writeln!(out, "dossier_log_head_position {head}");
@@ -195,25 +199,10 @@ impl Metrics {
     }
 }
 
-/// Feeds every event committed after `head` into `metrics`, until `shutdown`.
-pub async fn observe_log(
-    store: std::sync::Arc<dyn EventStore>,
-    head: u64,
-    metrics: std::sync::Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut events = store.subscribe_all(head);
-    loop {
-        tokio::select! {
-            event = events.next() => match event {
-                Some(Ok(event)) => metrics.record_event(&event),
-                Some(Err(error)) => {
-                    tracing::warn!(error = %error, "metrics_log_observer_stopped");
-                    return;
-                }
-                None => return,
-            },
-            _ = shutdown.wait_for(|stopping| *stopping) => return,
-        }
+/// Feeds every event the live feed follows (those committed after `head`) into `metrics`.
+pub async fn observe_log(feed: std::sync::Arc<LiveFeed>, head: u64, metrics: std::sync::Arc<Metrics>) {
+    let mut events = feed.follow(head);
+    while let Some(event) = events.recv().await {
+        metrics.record_event(&event);
     }
 }

@@ -17,6 +17,7 @@ pub mod documents;
 pub mod error;
 pub mod health;
 pub mod idempotency;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod projections;
@@ -161,7 +162,8 @@ async fn dispatch(
         Endpoint::Metrics => {
             let head = context.store.head_position().await?;
             let status = context.projection.borrow().clone();
-            let text = context.metrics.render(head, &status, *context.projection_here.borrow());
+            let here = *context.projection_here.borrow();
+            let text = context.metrics.render(head, &status, here, context.live.followers());
             let mut response = warp::reply::Response::new(text.into());
             response
                 .headers_mut()

@@ -18,6 +18,7 @@ contract_tests!(
     live_events_resume_after_last_event_id_and_follow_new_commits,
     verify_after_tampering_names_the_altered_event,
     embedding_vectors_are_summarised_unless_asked_for_and_retries_are_counted,
+    live_events_fan_out_to_every_client_from_one_follower,
 );
 
 async fn end_to_end_upload_ready_audit_history_delete_verify(backend: Backend) {
@@ -247,5 +248,34 @@ async fn embedding_vectors_are_summarised_unless_asked_for_and_retries_are_count
     .await;
     let health = api.send(api.request(Method::GET, "/health", None)).await;
     assert_eq!(health.json["components"]["llm"]["status"], json!("ok"), "{}", health.text);
+    api.stop().await;
+}
+
+async fn live_events_fan_out_to_every_client_from_one_follower(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let api = TestApi::start(&scratch).await;
+    let admin = token("root", "acme", &[Role::Admin]);
+    let connect = || api.request(Method::GET, "/events/live", Some(&admin)).send();
+    let (mut first, mut second) = (connect().await.expect("first"), connect().await.expect("second"));
+    // Both clients and the metrics observer follow the one feed.
+    eventually("the clients never joined the feed", || async {
+        let metrics = api.send(api.request(Method::GET, "/metrics", None)).await.text;
+        if metrics.contains("dossier_live_followers 3") { Ok(()) } else { Err(metrics) }
+    })
+    .await;
+    let id = api.upload_text(&admin, "a.txt", "fan me out").await.json["id"].as_str().expect("id").to_owned();
+    let stream = json!(format!("document-{id}"));
+    for response in [&mut first, &mut second] {
+        let events = read_sse(response, |events| events.iter().any(|(_, name, _)| name == "DocumentReady")).await;
+        let names: Vec<&str> = events.iter().map(|(_, name, _)| name.as_str()).collect();
+        assert_eq!(names, ["DocumentUploaded", "DocumentParsed", "DocumentChunked", "DocumentReady"]);
+        assert!(events.iter().all(|(_, _, data)| data["stream_id"] == stream));
+    }
+    drop((first, second));
+    eventually("the clients never left the feed", || async {
+        let metrics = api.send(api.request(Method::GET, "/metrics", None)).await.text;
+        if metrics.contains("dossier_live_followers 1") { Ok(()) } else { Err(metrics) }
+    })
+    .await;
     api.stop().await;
 }
