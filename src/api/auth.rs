@@ -65,9 +65,9 @@ impl fmt::Display for Role {
     }
 }
 
-/// The claims of a dossier token.
+/// The claims of a dossier token. Other registered claims (`iss`, `aud`, `jti`) are ignored, so tokens from an
+/// identity provider sharing the secret work; `nbf`, when present, is honoured.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Claims {
     /// The subject: who acts (recorded as the actor of every event the request causes).
     pub sub: String,
@@ -80,6 +80,9 @@ pub struct Claims {
     /// Issued at, in seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
+    /// Not valid before, in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 impl Claims {
@@ -191,6 +194,9 @@ impl Keys {
         if claims.exp <= now.unix_timestamp() {
             return Err(unauthenticated("the token has expired"));
         }
+        if claims.nbf.is_some_and(|nbf| nbf > now.unix_timestamp()) {
+            return Err(unauthenticated("the token is not valid yet (nbf)"));
+        }
         for (name, value) in [("sub", &claims.sub), ("tenant", &claims.tenant)] {
             if value.is_empty() || value.len() > MAX_CLAIM_LEN || value.chars().any(char::is_control) {
                 return Err(ApiError::Unauthenticated(format!(
@@ -239,7 +245,7 @@ mod tests {
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
     fn claims(exp: i64) -> Claims {
-        Claims { sub: "alice".into(), tenant: "acme".into(), roles: vec![Role::Writer], exp, iat: None }
+        Claims { sub: "alice".into(), tenant: "acme".into(), roles: vec![Role::Writer], exp, iat: None, nbf: None }
     }
 
     fn bearer(token: &str) -> Vec<u8> {
@@ -270,7 +276,9 @@ mod tests {
         let valid = keys.mint(&claims(now.unix_timestamp() + 60)).expect("mint");
         let claims_part = valid.split('.').nth(1).expect("claims");
         let none = format!("{}.{claims_part}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
-        for (token, reason) in [(forged, "signature"), (expired, "expired"), (none, "HS256")] {
+        let early = keys.mint(&Claims { nbf: Some(now.unix_timestamp() + 60), ..claims(now.unix_timestamp() + 120) });
+        let early = early.expect("mint");
+        for (token, reason) in [(forged, "signature"), (expired, "expired"), (none, "HS256"), (early, "nbf")] {
             let error = keys.authenticate(Some(&bearer(&token)), now).expect_err("refused");
             assert!(matches!(&error, ApiError::Unauthenticated(detail) if detail.contains(reason)), "{error:?}");
         }

@@ -21,7 +21,7 @@ pub fn mint(settings: &Settings, sub: String, tenant: String, roles: &[String], 
         .map(|role| Role::parse(role).ok_or_else(|| AppError::Usage(format!("unknown role {role:?}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let claims = Claims { sub, tenant, roles, exp: now + parse_ttl(ttl)?, iat: Some(now) };
+    let claims = Claims { sub, tenant, roles, exp: now + parse_ttl(ttl)?, iat: Some(now), nbf: None };
     for (name, value) in [("--sub", &claims.sub), ("--tenant", &claims.tenant)] {
         if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
             return Err(AppError::Usage(format!("{name} must be 1 to 255 printable bytes")));

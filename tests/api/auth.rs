@@ -25,8 +25,14 @@ async fn requests_without_a_valid_token_return_401(backend: Backend) {
     let scratch = Scratch::new(backend).await;
     let api = TestApi::start(&scratch).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let claims =
-        Claims { sub: "alice".into(), tenant: "acme".into(), roles: vec![Role::Admin], exp: now + 60, iat: None };
+    let claims = Claims {
+        sub: "alice".into(),
+        tenant: "acme".into(),
+        roles: vec![Role::Admin],
+        exp: now + 60,
+        iat: None,
+        nbf: None,
+    };
     let expired = mint(SECRET, &Claims { exp: now - 1, ..claims.clone() });
     let forged = mint("somebody-elses-secret-somebody-elses", &claims);
     let valid = mint(SECRET, &claims);

@@ -97,6 +97,7 @@ pub fn token(sub: &str, tenant: &str, roles: &[Role]) -> String {
         roles: roles.to_vec(),
         exp: time::OffsetDateTime::now_utc().unix_timestamp() + 600,
         iat: None,
+        nbf: None,
     };
     Keys::new(Some(SECRET)).expect("keys").mint(&claims).expect("mint")
 }
