@@ -100,10 +100,6 @@ impl Redis {
     }
 }
 
-fn unavailable(error: redis::RedisError) -> ApiError {
-    ApiError::Unavailable(format!("Redis: {error}"))
-}
-
 /// Token buckets in Redis, shared by every instance.
 pub struct RedisRateLimiter {
     redis: Redis,
@@ -126,15 +122,17 @@ impl RateLimiter for RedisRateLimiter {
         }
         let key = self.redis.hashed_key("rate", &[tenant, subject]);
         let per_ms = f64::from(self.per_minute) / 60_000.0;
-        let wait_ms: u64 = self
-            .script
-            .key(key)
-            .arg(self.per_minute)
-            .arg(per_ms)
-            .invoke_async(&mut self.redis.connection())
-            .await
-            .map_err(unavailable)?;
-        if wait_ms == 0 { Ok(()) } else { Err(ApiError::TooManyRequests { retry_after_secs: wait_ms.div_ceil(1_000) }) }
+        let waited: redis::RedisResult<u64> =
+            self.script.key(key).arg(self.per_minute).arg(per_ms).invoke_async(&mut self.redis.connection()).await;
+        match waited {
+            Ok(0) => Ok(()),
+            Ok(wait_ms) => Err(ApiError::TooManyRequests { retry_after_secs: wait_ms.div_ceil(1_000) }),
+            // Fail open: an unreachable Redis (reported by /health) must not take the whole API down with it.
+            Err(error) => {
+                tracing::warn!(error = %error, "rate_limit_unavailable");
+                Ok(())
+            }
+        }
     }
 }
 

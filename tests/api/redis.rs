@@ -174,6 +174,13 @@ async fn rate_limit_and_recorded_responses_are_shared_across_instances() {
     let replayed = second.send(upload(&second)).await;
     assert_eq!((replayed.status, replayed.text.as_str()), (202, created.text.as_str()));
     assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    // The response is cached in Redis, in this deployment's namespace.
+    let namespace = scratch.dir.file_name().expect("name").to_string_lossy().into_owned();
+    let client = ::redis::Client::open(redis.as_str()).expect("redis url");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("connect to redis");
+    let cached: Vec<String> =
+        ::redis::cmd("KEYS").arg(format!("{namespace}:idem:*")).query_async(&mut connection).await.expect("keys");
+    assert_eq!(cached.len(), 1, "{cached:?}");
     // Two of four requests spent; two more anywhere, then the fifth is refused on either instance.
     assert_eq!(first.get("/documents", &alice).await.status, 200);
     assert_eq!(second.get("/documents", &alice).await.status, 200);
