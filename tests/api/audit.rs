@@ -19,6 +19,7 @@ contract_tests!(
     verify_after_tampering_names_the_altered_event,
     embedding_vectors_are_summarised_unless_asked_for_and_retries_are_counted,
     live_events_fan_out_to_every_client_from_one_follower,
+    live_client_joining_during_commits_sees_every_position_once,
 );
 
 async fn end_to_end_upload_ready_audit_history_delete_verify(backend: Backend) {
@@ -277,5 +278,53 @@ async fn live_events_fan_out_to_every_client_from_one_follower(backend: Backend)
         if metrics.contains("dossier_live_followers 1") { Ok(()) } else { Err(metrics) }
     })
     .await;
+    api.stop().await;
+}
+
+async fn live_client_joining_during_commits_sees_every_position_once(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let api = TestApi::start(&scratch).await;
+    let admin = token("root", "acme", &[Role::Admin]);
+    let documents = 15;
+    // One upload committed before the client joins (so it must be caught up from the log), the rest racing it.
+    assert_eq!(api.upload_text(&admin, "first.txt", "document first").await.status, 202);
+    eventually("the feed never broadcast the first upload", || async {
+        // The metrics follow the same feed: once they count the upload, it has been broadcast.
+        let metrics = api.send(api.request(Method::GET, "/metrics", None)).await.text;
+        let seen = metrics.contains("dossier_events_appended_total{event_type=\"DocumentUploaded\"} 1");
+        if seen { Ok(()) } else { Err(metrics) }
+    })
+    .await;
+    let writer = {
+        let (base, client, token) = (api.base.clone(), api.client.clone(), admin.clone());
+        tokio::spawn(async move {
+            for n in 1..documents {
+                let body = json!({"filename": format!("d{n}.txt"), "text": format!("document {n}")});
+                let response = client
+                    .post(format!("{base}/documents"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .expect("upload");
+                assert_eq!(response.status(), 202);
+            }
+        })
+    };
+    // Join while the uploads (and their pipelines) are committing, resuming from the very start.
+    let mut response = api
+        .request(Method::GET, "/events/live", Some(&admin))
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .expect("connect");
+    writer.await.expect("uploads");
+    let expected = documents * 4;
+    let events = read_sse(&mut response, |events| events.len() >= expected).await;
+    let positions: Vec<u64> = events.iter().map(|(id, _, _)| id.parse().expect("position")).collect();
+    let every: Vec<u64> = (1..=expected as u64).collect();
+    assert_eq!(positions, every, "each position exactly once, in order");
+    drop(response);
     api.stop().await;
 }
