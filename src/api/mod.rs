@@ -103,8 +103,11 @@ where
         response.headers_mut().insert("x-request-id", value);
     }
     let status = response.status().as_u16();
-    context.metrics.record_request(method.as_str(), routes::label(&path), status, started.elapsed());
-    tracing::debug!(method = %method, path = %path, status, request_id = %request_id, "request");
+    let route = routes::label(&path);
+    let took = started.elapsed();
+    context.metrics.record_request(method.as_str(), route, status, took);
+    let duration_ms = took.as_secs_f64() * 1_000.0;
+    tracing::info!(method = %method, route, status, duration_ms, request_id = %request_id, "http_request");
     response
 }
 
