@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::api::bad_input::{multipart, multipart_upload};
 use crate::contract_tests;
-use crate::support::api::{TestApi, token};
+use crate::support::api::{Answer, TestApi, token};
 use crate::support::{Backend, Scratch};
 
 contract_tests!(
@@ -17,6 +17,7 @@ contract_tests!(
     idempotency_key_replays_the_response_across_a_restart_and_refuses_another_body,
     reprocess_and_delete_return_202_and_delete_hides_the_document,
     command_events_carry_caller_tenant_request_and_correlation_ids,
+    concurrent_retries_under_one_key_append_once,
 );
 
 async fn upload_returns_202_with_location_etag_and_duplicate_returns_200_deduplicated(backend: Backend) {
@@ -251,5 +252,32 @@ async fn command_events_carry_caller_tenant_request_and_correlation_ids(backend:
         assert_eq!(pair[1]["metadata"]["causation_id"], pair[0]["event_id"]);
         assert_eq!(pair[1]["metadata"]["actor"], json!("system:pipeline"));
     }
+    api.stop().await;
+}
+
+async fn concurrent_retries_under_one_key_append_once(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    // Without content deduplication only the idempotency machinery stands between the retries and duplicates.
+    let api = TestApi::start_with(&scratch, &[("DOSSIER_DEDUPLICATE", "false")]).await;
+    let writer = token("alice", "acme", &[Role::Writer]);
+    let send = || {
+        api.send(
+            api.request(Method::POST, "/documents", Some(&writer))
+                .header("content-type", "application/json")
+                .header("idempotency-key", "burst")
+                .body(json!({"filename": "a.txt", "text": "sent five times at once"}).to_string()),
+        )
+    };
+    let answers = futures::future::join_all((0..5).map(|_| send())).await;
+    // Whichever request recorded its response first, every success is that response; a retry that raced it is
+    // told to come back (409) rather than given something else.
+    let succeeded: Vec<&Answer> = answers.iter().filter(|answer| answer.status < 300).collect();
+    assert!(!succeeded.is_empty(), "{answers:?}");
+    assert!(succeeded.iter().all(|answer| answer.text == succeeded[0].text), "{answers:?}");
+    assert!(answers.iter().all(|answer| answer.status < 300 || answer.status == 409), "{answers:?}");
+    let uploads = scratch.query_count("SELECT count(*) FROM events WHERE event_type = 'DocumentUploaded'").await;
+    assert_eq!(uploads, 1, "one document, however the retries raced");
+    let retried = send().await;
+    assert_eq!((retried.status, &retried.text), (succeeded[0].status, &succeeded[0].text));
     api.stop().await;
 }
