@@ -52,8 +52,13 @@ impl Server {
             holder: instance_id.clone(),
             ttl: std::time::Duration::from_millis(settings.projection_lease_ms),
             leases: Arc::clone(&coordination.leases),
-            store: Arc::clone(&store),
-            read_model: Arc::clone(&read_model),
+            start: {
+                let (store, read_model) = (Arc::clone(&store), Arc::clone(&read_model));
+                Arc::new(move |status| {
+                    let (store, read_model) = (Arc::clone(&store), Arc::clone(&read_model));
+                    Box::pin(async move { backend::start_projection(store, read_model, status).await })
+                })
+            },
             status,
             running_here,
         };

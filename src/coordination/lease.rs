@@ -10,10 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dossier_events::EventStore;
-use dossier_projections::read_model::ReadModelStore;
+use dossier_actors::runtime::projection::ProjectionMsg;
 use dossier_projections::runner::ProjectionStatus;
+use futures::future::BoxFuture;
+use ractor::ActorRef;
 use tokio::sync::watch;
+
+use crate::error::AppError;
 
 /// Leases by name.
 #[async_trait]
@@ -85,6 +88,13 @@ pub async fn while_holding<F: Future>(
     Ok(outcome)
 }
 
+/// Starts a projection's supervising actor, publishing its progress on the given sender.
+pub type StartProjection = Arc<
+    dyn Fn(watch::Sender<ProjectionStatus>) -> BoxFuture<'static, Result<ActorRef<ProjectionMsg>, AppError>>
+        + Send
+        + Sync,
+>;
+
 /// Runs a projection in this instance while it holds the projection's lease.
 pub struct ProjectionKeeper {
     /// The lease's name (the projection's).
@@ -95,10 +105,8 @@ pub struct ProjectionKeeper {
     pub ttl: Duration,
     /// Where leases live.
     pub leases: Arc<dyn LeaseStore>,
-    /// The log.
-    pub store: Arc<dyn EventStore>,
-    /// The read model.
-    pub read_model: Arc<dyn ReadModelStore>,
+    /// Starts the projection.
+    pub start: StartProjection,
     /// Where the projection publishes its progress.
     pub status: watch::Sender<ProjectionStatus>,
     /// True while this instance runs the projection.
@@ -116,25 +124,17 @@ impl ProjectionKeeper {
                 Some(_) => self.leases.renew(self.name, &self.holder, self.ttl).await,
             };
             match (&held, actor.is_some()) {
-                (Ok(true), false) => {
-                    match crate::backend::start_projection(
-                        Arc::clone(&self.store),
-                        Arc::clone(&self.read_model),
-                        self.status.clone(),
-                    )
-                    .await
-                    {
-                        Ok(started) => {
-                            tracing::info!(projection = self.name, holder = %self.holder, "projection_lease_acquired");
-                            actor = Some(started);
-                            let _ = self.running_here.send(true);
-                        }
-                        Err(error) => {
-                            tracing::error!(projection = self.name, error = %error, "projection_start_failed");
-                            let _ = self.leases.release(self.name, &self.holder).await;
-                        }
+                (Ok(true), false) => match (self.start)(self.status.clone()).await {
+                    Ok(started) => {
+                        tracing::info!(projection = self.name, holder = %self.holder, "projection_lease_acquired");
+                        actor = Some(started);
+                        let _ = self.running_here.send(true);
                     }
-                }
+                    Err(error) => {
+                        tracing::error!(projection = self.name, error = %error, "projection_start_failed");
+                        let _ = self.leases.release(self.name, &self.holder).await;
+                    }
+                },
                 (Ok(true), true) | (Ok(false), false) => {}
                 (Ok(false) | Err(_), true) => {
                     // Lost (or cannot confirm) the lease: stop at once rather than risk running twice.
