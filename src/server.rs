@@ -6,7 +6,7 @@ use std::sync::Arc;
 use dossier_actors::runtime::Runtime;
 use dossier_events::EventStore;
 use dossier_projections::read_model::ReadModelStore;
-use dossier_projections::runner::{ProjectionStatus, READ_MODEL, initial_status};
+use dossier_projections::runner::{READ_MODEL, initial_status};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -16,6 +16,7 @@ use crate::api::context::{ApiContext, OptionalProbes};
 use crate::api::health::{Probe, TcpProbe};
 use crate::api::live::LiveFeed;
 use crate::api::metrics::{Metrics, observe_log};
+use crate::api::projections::{ProjectionHandle, rebuild_read_model_with};
 use crate::coordination::Coordination;
 use crate::coordination::lease::ProjectionKeeper;
 use crate::error::AppError;
@@ -62,15 +63,13 @@ impl Server {
             status,
             running_here,
         };
-        let services = Services {
-            store,
-            runtime: runtime.clone(),
-            read_model,
-            projection: progress,
-            running,
-            coordination,
-            instance_id,
-        };
+        let projections = vec![ProjectionHandle {
+            name: READ_MODEL,
+            status: progress,
+            running_here: running,
+            rebuild: rebuild_read_model_with(Arc::clone(&store), Arc::clone(&read_model)),
+        }];
+        let services = Services { store, runtime: runtime.clone(), read_model, projections, coordination, instance_id };
         let app = Application::build(bind, services, settings).await?;
         let keeper = tokio::spawn(keeper.run(app.shutdown.subscribe()));
         Ok(Self { app, runtime, keeper })
@@ -99,10 +98,8 @@ pub struct Services {
     pub runtime: Runtime,
     /// The read model.
     pub read_model: Arc<dyn ReadModelStore>,
-    /// The read-model projection's progress (while it runs here).
-    pub projection: watch::Receiver<ProjectionStatus>,
-    /// Whether this instance runs the projection.
-    pub running: watch::Receiver<bool>,
+    /// The projections (each runs under a lease).
+    pub projections: Vec<ProjectionHandle>,
     /// Rate limits, recorded responses and leases.
     pub coordination: Coordination,
     /// This instance's id, as a lease holder.
@@ -145,8 +142,7 @@ impl Application {
             store: services.store,
             runtime: services.runtime,
             read_model: services.read_model,
-            projection: services.projection,
-            projection_here: services.running,
+            projections: services.projections,
             leases: services.coordination.leases,
             instance_id: services.instance_id,
             lease_ttl: std::time::Duration::from_millis(settings.projection_lease_ms),

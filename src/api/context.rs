@@ -5,7 +5,6 @@ use std::sync::Arc;
 use dossier_actors::runtime::Runtime;
 use dossier_events::{EventMetadata, EventStore};
 use dossier_projections::read_model::ReadModelStore;
-use dossier_projections::runner::ProjectionStatus;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -15,7 +14,7 @@ use crate::api::health::Probe;
 use crate::api::idempotency::IdempotencyStore;
 use crate::api::live::LiveFeed;
 use crate::api::metrics::Metrics;
-use crate::api::projections::Rebuilds;
+use crate::api::projections::{ProjectionHandle, Rebuilds};
 use crate::api::rate_limit::RateLimiter;
 use crate::api::request::ApiRequest;
 use crate::coordination::lease::LeaseStore;
@@ -28,10 +27,8 @@ pub struct ApiContext {
     pub runtime: Runtime,
     /// The read model (lists).
     pub read_model: Arc<dyn ReadModelStore>,
-    /// The read-model projection's progress, while this instance runs it.
-    pub projection: watch::Receiver<ProjectionStatus>,
-    /// Whether this instance holds the projection's lease and runs it.
-    pub projection_here: watch::Receiver<bool>,
+    /// The projections: progress, lease and rebuild of each.
+    pub projections: Vec<ProjectionHandle>,
     /// Leases (projections, rebuilds).
     pub leases: Arc<dyn LeaseStore>,
     /// This instance's id, as a lease holder.

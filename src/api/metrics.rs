@@ -73,6 +73,9 @@ struct Inner {
     last_event_at: HashMap<String, OffsetDateTime>,
 }
 
+/// A projection gauge's value from its runner's status and the log's head.
+type Gauge = fn(&ProjectionStatus, u64) -> f64;
+
 /// The process's metrics.
 #[derive(Default)]
 pub struct Metrics {
@@ -132,7 +135,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, head: u64, projection: &ProjectionStatus, runs_here: bool, followers: u64) -> String {
+    pub fn render(&self, head: u64, projections: &[(ProjectionStatus, bool)], followers: u64) -> String {
         let mut out = String::with_capacity(4096);
         let Ok(inner) = self.inner.lock() else { return out };
         out.push_str("# HELP dossier_http_requests_total HTTP requests answered.\n");
@@ -174,26 +177,25 @@ impl Metrics {
         out.push_str("# HELP dossier_log_head_position Position of the last committed event.\n");
         out.push_str("# TYPE dossier_log_head_position gauge\n");
         let _ = writeln!(out, "dossier_log_head_position {head}");
-        let name = &projection.name;
-        let running = u8::from(runs_here && !matches!(projection.state, RunnerState::Stopped { .. }));
-        // Checkpoint and lag come from the runner, so only the instance running the projection reports them.
-        let gauges = if runs_here { 4 } else { 1 };
-        for (metric, help, value) in [
-            ("dossier_projection_checkpoint", "Last position the projection applied.", projection.checkpoint as f64),
-            ("dossier_projection_lag_events", "Events the projection has not applied yet.", {
-                head.saturating_sub(projection.checkpoint) as f64
+        // Checkpoint and lag come from the runner, so only the instance running a projection reports them.
+        let gauges: [(&str, &str, Gauge); 3] = [
+            ("dossier_projection_checkpoint", "Last position the projection applied.", |p, _| p.checkpoint as f64),
+            ("dossier_projection_lag_events", "Events the projection has not applied yet.", |p, head| {
+                head.saturating_sub(p.checkpoint) as f64
             }),
-            ("dossier_projection_lag_seconds", "Age of the newest applied event when applied.", projection.lag_seconds),
-            ("dossier_projection_running", "1 while this instance runs the projection.", f64::from(running)),
-        ]
-        .into_iter()
-        .rev()
-        .take(gauges)
-        {
-            let _ = writeln!(
-                out,
-                "# HELP {metric} {help}\n# TYPE {metric} gauge\n{metric}{{projection=\"{name}\"}} {value}"
-            );
+            ("dossier_projection_lag_seconds", "Age of the newest applied event when applied.", |p, _| p.lag_seconds),
+        ];
+        for (metric, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+            for (projection, _) in projections.iter().filter(|(_, here)| *here) {
+                let _ = writeln!(out, "{metric}{{projection=\"{}\"}} {}", projection.name, value(projection, head));
+            }
+        }
+        out.push_str("# HELP dossier_projection_running 1 while this instance runs the projection.\n");
+        out.push_str("# TYPE dossier_projection_running gauge\n");
+        for (projection, here) in projections {
+            let running = u8::from(*here && !matches!(projection.state, RunnerState::Stopped { .. }));
+            let _ = writeln!(out, "dossier_projection_running{{projection=\"{}\"}} {running}", projection.name);
         }
         out
     }

@@ -164,9 +164,12 @@ async fn dispatch(
         Endpoint::Health => health::health(context).await,
         Endpoint::Metrics => {
             let head = context.store.head_position().await?;
-            let status = context.projection.borrow().clone();
-            let here = *context.projection_here.borrow();
-            let text = context.metrics.render(head, &status, here, context.live.followers());
+            let projections: Vec<_> = context
+                .projections
+                .iter()
+                .map(|handle| (handle.status.borrow().clone(), *handle.running_here.borrow()))
+                .collect();
+            let text = context.metrics.render(head, &projections, context.live.followers());
             let mut response = warp::reply::Response::new(text.into());
             response
                 .headers_mut()

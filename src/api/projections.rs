@@ -1,11 +1,16 @@
 //! `GET /projections` and `POST /projections/{name}/rebuild` (admin): each projection's generation, checkpoint,
 //! head, lag and state, and blue/green rebuilds run in the background with their progress (events/s, ETA).
+//!
+//! Every projection the server knows is a [`ProjectionHandle`]: its name (the key of its live generation and
+//! checkpoints in the read model's tables), its runner's progress and lease, and how to rebuild it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dossier_projections::rebuild::rebuild_read_model;
-use dossier_projections::runner::{ProjectionStatus, READ_MODEL, RunnerConfig, RunnerState, initial_status};
+use dossier_projections::runner::{ProjectionStatus, RunnerConfig, RunnerState, initial_status};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::watch;
 use warp::http::StatusCode;
@@ -16,14 +21,43 @@ use crate::api::idempotency::StoredResponse;
 use crate::api::request::ApiRequest;
 use crate::coordination::lease::while_holding;
 
-/// The projections that can be rebuilt through the API.
-pub const PROJECTIONS: &[&str] = &[READ_MODEL];
+/// Rebuilds a projection into a new generation and switches it in, publishing progress on the sender; returns the
+/// seconds it took.
+pub type RebuildProjection =
+    Arc<dyn Fn(watch::Sender<ProjectionStatus>) -> BoxFuture<'static, Result<f64, String>> + Send + Sync>;
 
-/// The rebuild started through this process's API, if any.
+/// A projection as the API sees it.
+pub struct ProjectionHandle {
+    /// Its name.
+    pub name: &'static str,
+    /// Its runner's progress (while it runs in this instance).
+    pub status: watch::Receiver<ProjectionStatus>,
+    /// Whether this instance holds its lease and runs it.
+    pub running_here: watch::Receiver<bool>,
+    /// How to rebuild it.
+    pub rebuild: RebuildProjection,
+}
+
+/// The read model's rebuild.
+pub fn rebuild_read_model_with(
+    log: Arc<dyn dossier_events::EventStore>,
+    read_model: Arc<dyn dossier_projections::read_model::ReadModelStore>,
+) -> RebuildProjection {
+    Arc::new(move |status| {
+        let (log, read_model) = (Arc::clone(&log), Arc::clone(&read_model));
+        Box::pin(async move {
+            let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
+            let report = rebuild_read_model(log, read_model, config, status).await;
+            report.map(|report| report.seconds).map_err(|error| error.to_string())
+        })
+    })
+}
+
+/// The rebuilds started through this instance's API, by projection.
 #[derive(Default)]
 pub struct Rebuilds {
     // An async mutex: held across taking the rebuild lease, so two requests cannot both start one.
-    current: tokio::sync::Mutex<Option<Rebuild>>,
+    current: tokio::sync::Mutex<HashMap<&'static str, Rebuild>>,
 }
 
 struct Rebuild {
@@ -93,11 +127,19 @@ pub struct ProjectionList {
 pub async fn list(context: &ApiContext, request: &ApiRequest) -> Result<warp::reply::Response, ApiError> {
     request.query(&[])?;
     let head = context.store.head_position().await?;
-    let live = context.projection.borrow().clone();
-    let runs_here = *context.projection_here.borrow();
-    let generation = context.read_model.live_generation(READ_MODEL).await?;
+    let mut projections = Vec::with_capacity(context.projections.len());
+    for handle in &context.projections {
+        projections.push(view(context, handle, head).await?);
+    }
+    Ok(StoredResponse::json(StatusCode::OK, &ProjectionList { projections })?.into_response())
+}
+
+async fn view(context: &ApiContext, handle: &ProjectionHandle, head: u64) -> Result<ProjectionView, ApiError> {
+    let live = handle.status.borrow().clone();
+    let runs_here = *handle.running_here.borrow();
+    let generation = context.read_model.live_generation(handle.name).await?;
     // The stored checkpoint is the truth wherever the projection runs.
-    let checkpoint = context.read_model.checkpoint(READ_MODEL, generation).await?;
+    let checkpoint = context.read_model.checkpoint(handle.name, generation).await?;
     let (state, error) = match (&live.state, &checkpoint) {
         (_, Some(stored)) if stored.state == "stopped" => {
             ("stopped", Some(stored.error.clone().unwrap_or_else(|| "stopped".into())))
@@ -108,9 +150,8 @@ pub async fn list(context: &ApiContext, request: &ApiRequest) -> Result<warp::re
         (RunnerState::Stopped { position, error }, _) => ("stopped", Some(format!("position {position}: {error}"))),
     };
     let checkpoint = checkpoint.map_or(0, |stored| stored.position);
-    let rebuild = context.rebuilds.progress(head).await;
-    let view = ProjectionView {
-        name: READ_MODEL.to_owned(),
+    Ok(ProjectionView {
+        name: handle.name.to_owned(),
         generation,
         checkpoint,
         head,
@@ -120,9 +161,8 @@ pub async fn list(context: &ApiContext, request: &ApiRequest) -> Result<warp::re
         runs_here,
         lease: context.leases.backend(),
         error,
-        rebuild,
-    };
-    Ok(StoredResponse::json(StatusCode::OK, &ProjectionList { projections: vec![view] })?.into_response())
+        rebuild: context.rebuilds.progress(handle.name, head).await,
+    })
 }
 
 /// The answer to a rebuild request.
@@ -136,59 +176,58 @@ pub struct RebuildStarted {
     pub generation: u32,
 }
 
-/// `POST /projections/{name}/rebuild`: 202 and the rebuild runs in the background; 409 while one is running.
+/// `POST /projections/{name}/rebuild`: 202 and the rebuild runs in the background; 409 while one is running (here,
+/// or in another instance: the rebuild takes the lease `<name>:rebuild`).
 pub async fn rebuild(context: &ApiContext, request: &ApiRequest) -> Result<warp::reply::Response, ApiError> {
     request.query(&[])?;
     let name = request.params.first().map_or("", String::as_str);
-    if !PROJECTIONS.contains(&name) {
+    let Some(handle) = context.projections.iter().find(|handle| handle.name == name) else {
+        let known: Vec<&str> = context.projections.iter().map(|handle| handle.name).collect();
         return Err(ApiError::NotFound(format!(
             "no projection named {:?} (known: {})",
             name.chars().take(64).collect::<String>(),
-            PROJECTIONS.join(", ")
+            known.join(", ")
         )));
-    }
-    let generation = context.read_model.live_generation(READ_MODEL).await? + 1;
+    };
+    let generation = context.read_model.live_generation(handle.name).await? + 1;
     let mut current = context.rebuilds.current.lock().await;
-    if current.as_ref().is_some_and(|rebuild| rebuild.outcome.lock().is_ok_and(|outcome| outcome.is_none())) {
+    let running = current.get(handle.name).is_some_and(|rebuild| rebuild.outcome.lock().is_ok_and(|o| o.is_none()));
+    if running {
         return Err(ApiError::InvalidState(format!("a rebuild of {name} is already running")));
     }
-    let (sender, status) = watch::channel(initial_status(READ_MODEL, generation));
-    let outcome = Arc::new(Mutex::new(None));
-    let finished = Arc::clone(&outcome);
-    let (log, read_model) = (Arc::clone(&context.store), Arc::clone(&context.read_model));
-    let lease = format!("{READ_MODEL}:rebuild");
-    // One rebuild at a time across instances: the first to take the lease runs it.
+    let lease = format!("{}:rebuild", handle.name);
     if !context.leases.acquire(&lease, &context.instance_id, context.lease_ttl).await.map_err(ApiError::Unavailable)? {
         return Err(ApiError::InvalidState(format!("a rebuild of {name} is already running in another instance")));
     }
+    let (sender, status) = watch::channel(initial_status(handle.name, generation));
+    let outcome = Arc::new(Mutex::new(None));
+    let finished = Arc::clone(&outcome);
     let (leases, holder, ttl) = (Arc::clone(&context.leases), context.instance_id.clone(), context.lease_ttl);
+    let (projection, work) = (handle.name, (handle.rebuild)(sender));
     tokio::spawn(async move {
-        let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
-        let rebuild = rebuild_read_model(log, read_model, config, sender);
         // Renews the lease acquired above while the rebuild runs, and releases it after.
-        let held = while_holding(leases.as_ref(), &lease, &holder, ttl, rebuild).await;
-        let result = match held {
-            Ok(Some(result)) => result.map(|report| report.seconds).map_err(|error| error.to_string()),
+        let result = match while_holding(leases.as_ref(), &lease, &holder, ttl, work).await {
+            Ok(Some(result)) => result,
             Ok(None) => Err("the rebuild lease was lost; the rebuild resumes from its checkpoint next time".into()),
             Err(error) => Err(format!("rebuild lease: {error}")),
         };
         if let Err(error) = &result {
-            tracing::error!(projection = READ_MODEL, error = %error, "projection_rebuild_failed");
+            tracing::error!(projection, error = %error, "projection_rebuild_failed");
         }
         if let Ok(mut outcome) = finished.lock() {
             *outcome = Some(result);
         }
     });
-    *current = Some(Rebuild { started: Instant::now(), status, outcome });
-    tracing::info!(projection = READ_MODEL, generation, "projection_rebuild_started");
-    let started = RebuildStarted { name: name.to_owned(), state: "running", generation };
+    current.insert(handle.name, Rebuild { started: Instant::now(), status, outcome });
+    tracing::info!(projection = handle.name, generation, "projection_rebuild_started");
+    let started = RebuildStarted { name: handle.name.to_owned(), state: "running", generation };
     Ok(StoredResponse::json(StatusCode::ACCEPTED, &started)?.into_response())
 }
 
 impl Rebuilds {
-    async fn progress(&self, head: u64) -> Option<RebuildProgress> {
+    async fn progress(&self, name: &str, head: u64) -> Option<RebuildProgress> {
         let current = self.current.lock().await;
-        let rebuild = current.as_ref()?;
+        let rebuild = current.get(name)?;
         let status = rebuild.status.borrow().clone();
         let elapsed = rebuild.started.elapsed().as_secs_f64();
         let events_per_sec = if elapsed > 0.0 { status.checkpoint as f64 / elapsed } else { 0.0 };
