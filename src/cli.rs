@@ -38,18 +38,24 @@ pub enum Command {
     },
     /// Check every stream's hash chain and the global order; exit 1 naming the first bad event.
     Verify {
-        /// Also compare the read model with a replay of the log, printing every difference.
+        /// Also compare the read model and the vector index with a replay of the log, printing every difference.
         #[arg(long)]
         projections: bool,
     },
     /// Rebuild a projection into a new generation while the live one keeps serving, then switch it in.
     Rebuild {
-        /// The projection (`read_model`).
-        #[arg(value_parser = ["read_model"])]
+        /// The projection (`read_model` or `vector_index`).
+        #[arg(value_parser = ["read_model", "vector_index"])]
         projection: String,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Administer projections.
+    Projections {
+        /// What to do.
+        #[command(subcommand)]
+        command: ProjectionsCommand,
     },
     /// Ingest files or whole directories and wait until every document is ready or failed.
     Ingest {
@@ -68,6 +74,26 @@ pub enum Command {
         /// Which benchmark.
         #[command(subcommand)]
         bench: Bench,
+    },
+}
+
+/// Projection administration.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Move a projection stopped at a poison event past it; the skip is recorded in the log first.
+    Skip {
+        /// The projection (`read_model` or `vector_index`).
+        #[arg(value_parser = ["read_model", "vector_index"])]
+        projection: String,
+        /// The position of the event it stopped at (confirms which event is skipped).
+        #[arg(long)]
+        position: u64,
+        /// Why the event can be ignored (recorded).
+        #[arg(long)]
+        reason: String,
+        /// Who decided (recorded; default: $USER).
+        #[arg(long, env = "USER", default_value = "admin")]
+        actor: String,
     },
 }
 

@@ -55,6 +55,11 @@ pub struct Settings {
     pub max_upload_bytes: usize,
     /// `DOSSIER_DEDUPLICATE`: the same bytes uploaded again in a tenant return the existing document (default true).
     pub deduplicate: bool,
+    /// `QDRANT_URL`: a Qdrant server's gRPC endpoint (`http://host:6334`); unset: the embedded engine under the data
+    /// directory.
+    pub qdrant_url: Option<String>,
+    /// `QDRANT_API_KEY`: its API key, if it needs one.
+    pub qdrant_api_key: Option<SecretString>,
 }
 
 /// A setting that could not be read.
@@ -113,6 +118,8 @@ impl Settings {
             chunk_overlap: parse(&get, "CHUNK_OVERLAP", 100)?,
             max_upload_bytes: parse(&get, "MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
             deduplicate: parse(&get, "DOSSIER_DEDUPLICATE", true)?,
+            qdrant_url: get("QDRANT_URL"),
+            qdrant_api_key: get("QDRANT_API_KEY").map(SecretString::from),
         })
     }
 }

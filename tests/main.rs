@@ -13,3 +13,4 @@ mod rebuild;
 mod recovery;
 mod store_contract;
 mod support;
+mod vector_index;

@@ -48,6 +48,9 @@ const CREATE_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, gener
 /// the row lock until it commits; this then re-reads the moved row and matches nothing.
 const MOVE_CHECKPOINT: &str = "UPDATE projection_checkpoints SET position = $4, updated_at = now()
     WHERE name = $1 AND generation = $2 AND position = $3";
+const SKIP_POISON_RETURNING: &str = "UPDATE projection_checkpoints SET position = $4, state = 'running', error = NULL,
+                                                         updated_at = now()
+    WHERE name = $1 AND generation = $2 AND position = $3 AND state = 'stopped' RETURNING name";
 const RECORD_FAILURE: &str = "INSERT INTO projection_checkpoints (name, generation, position, state, error)
     VALUES ($1, $2, 0, 'stopped', $3)
     ON CONFLICT (name, generation) DO UPDATE SET state = 'stopped', error = excluded.error, updated_at = now()";
@@ -494,6 +497,14 @@ impl ReadModelStore for PostgresReadModel {
         self.query("recording a failure", RECORD_FAILURE, &[&projection, &generation, &error]).await.map(|_| ())
     }
 
+    async fn skip_poison(&self, projection: &str, generation: u32, from: u64, to: u64) -> Result<bool, ReadModelError> {
+        let generation = int(generation, "generation")?;
+        let (from, to) = (from as i64, to as i64);
+        let params: [&(dyn ToSql + Sync); 4] = [&projection, &generation, &from, &to];
+        let rows = self.query("skipping a poison event", SKIP_POISON_RETURNING, &params).await?;
+        Ok(rows.len() == 1)
+    }
+
     async fn switch_live(&self, projection: &str, from: u32, to: u32) -> Result<bool, ReadModelError> {
         let (from, to) = (int(from, "generation")?, int(to, "generation")?);
         let client = self.client().await?;
@@ -519,6 +530,16 @@ impl ReadModelStore for PostgresReadModel {
             transaction.execute(sql, &[&generation]).await.map_err(|error| self.located(WHAT, error))?;
         }
         transaction.commit().await.map_err(|error| self.located(WHAT, error))
+    }
+
+    async fn drop_checkpoint(&self, projection: &str, generation: u32) -> Result<(), ReadModelError> {
+        let generation = int(generation, "generation")?;
+        let client = self.client().await?;
+        client
+            .execute(DROP_CHECKPOINT, &[&projection, &generation])
+            .await
+            .map_err(|error| self.located("dropping a checkpoint", error))?;
+        Ok(())
     }
 
     async fn all_document_ids(&self, generation: u32) -> Result<Vec<Uuid>, ReadModelError> {

@@ -47,6 +47,9 @@ const CREATE_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, gener
 /// The fence: moves the checkpoint only if it is still where the batch started.
 const MOVE_CHECKPOINT: &str = "UPDATE projection_checkpoints SET position = ?4, updated_at = ?5
     WHERE name = ?1 AND generation = ?2 AND position = ?3";
+const SKIP_POISON: &str =
+    "UPDATE projection_checkpoints SET position = ?4, state = 'running', error = NULL, updated_at = ?5
+    WHERE name = ?1 AND generation = ?2 AND position = ?3 AND state = 'stopped'";
 const RECORD_FAILURE: &str = "INSERT INTO projection_checkpoints (name, generation, position, state, error, updated_at)
     VALUES (?1, ?2, 0, 'stopped', ?3, ?4)
     ON CONFLICT (name, generation) DO UPDATE SET state = 'stopped', error = excluded.error,
@@ -446,6 +449,16 @@ impl ReadModelStore for SqliteReadModel {
         .await
     }
 
+    async fn skip_poison(&self, projection: &str, generation: u32, from: u64, to: u64) -> Result<bool, ReadModelError> {
+        let name = projection.to_owned();
+        let (from, to) = (from as i64, to as i64);
+        self.write("skipping a poison event", move |connection| {
+            let params = params![name, generation, from, to, now_micros()];
+            Ok(connection.prepare_cached(SKIP_POISON)?.execute(params)? == 1)
+        })
+        .await
+    }
+
     async fn switch_live(&self, projection: &str, from: u32, to: u32) -> Result<bool, ReadModelError> {
         let name = projection.to_owned();
         self.write("switching generations", move |connection| {
@@ -463,6 +476,15 @@ impl ReadModelStore for SqliteReadModel {
             transaction.execute(DROP_CHUNKS, params![generation])?;
             transaction.execute(DROP_DOCUMENTS, params![generation])?;
             transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn drop_checkpoint(&self, projection: &str, generation: u32) -> Result<(), ReadModelError> {
+        let name = projection.to_owned();
+        self.write("dropping a checkpoint", move |connection| {
+            connection.execute(DROP_CHECKPOINT, params![name, generation])?;
             Ok(())
         })
         .await
