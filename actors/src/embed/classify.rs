@@ -118,6 +118,20 @@ fn is_insufficient_quota(body: &str) -> bool {
     })
 }
 
+/// A one-line description of an async-openai failure through our transport, for callers other than the embedder
+/// (which classifies instead): the HTTP status and body excerpt, the transport error with its causes, or the
+/// malformed body.
+pub fn describe_openai_error(error: &OpenAIError) -> String {
+    match error {
+        OpenAIError::Reqwest(error) => error_chain(error),
+        OpenAIError::Boxed(boxed) => error_chain(&**boxed),
+        OpenAIError::JSONDeserialize(error, content) => {
+            format!("malformed response ({error}): {}", excerpt(content))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// An error and its sources, joined with `: ` (reqwest's own message alone omits the cause).
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

@@ -20,11 +20,13 @@ mod transport;
 
 use async_trait::async_trait;
 
+pub use classify::describe_openai_error;
 pub use error::EmbedError;
 #[cfg(feature = "local-embeddings")]
 pub use local::LocalEmbedder;
 pub use openai::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, OpenAiEmbedder, OpenAiEmbedderConfig};
 pub use retry::{RetryPolicy, backoff_delay, random_jitter};
+pub use transport::openai_client;
 
 /// Turns texts into vectors with one model.
 #[async_trait]

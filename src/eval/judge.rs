@@ -1,0 +1,506 @@
+//! RAGAS-style judged metrics — faithfulness, answer relevancy, context precision, context recall — computed by an
+//! LLM judge behind any OpenAI-compatible `/chat/completions` endpoint, with our own prompts (see [`super::prompt`])
+//! and strictly parsed JSON verdicts (see [`super::verdict`]).
+//!
+//! The definitions (RAGAS's, with the choices written down):
+//! - **Faithfulness** = supported statements ÷ statements of the answer. The judge first lists the answer's
+//!   statements, then gives a 0/1 verdict per statement against all the contexts. No statements: NaN. Statements
+//!   but no contexts: 0 (nothing can support them; no second request is made).
+//! - **Answer relevancy** = mean cosine similarity between the question's embedding and the embeddings of
+//!   `questions` (default 3) questions the judge writes from the answer alone; 0 when the judge calls the answer
+//!   noncommittal. Embeddings come from our [`Embedder`]. A blank answer: NaN. (RAGAS asks for the questions in
+//!   separate requests; one request for all of them costs a third and reads the same.)
+//! - **Context precision** (with a reference answer) = Σₖ precision@k · vₖ ÷ Σₖ vₖ over the contexts in rank order,
+//!   vₖ the judge's 0/1 "useful for the reference answer" verdict on context k (one request per context); 0 when
+//!   no context is useful. No contexts, or no reference: NaN.
+//! - **Context recall** = attributed statements ÷ statements of the reference answer, the judge splitting the
+//!   reference and attributing each statement to the contexts in one request. No statements, or no reference: NaN.
+//!   A reference but no contexts: 0 (no request).
+//!
+//! NaN means "nothing to judge", never "bad": it serialises as JSON `null` (and `null` reads back as NaN), and
+//! [`JudgedScores::mean`] skips it, as RAGAS's `nanmean` does. A reply that does not parse is an error, never a 0.
+//!
+//! Requests go through the same single-attempt async-openai transport as the embedder
+//! ([`dossier_actors::embed::openai_client`]): one request per call, no hidden retries, an HTTP error surfaces
+//! with its status and body. Requests ask for temperature 0 and `response_format: json_object`.
+//!
+//! Threading: a [`Judge`] is `Send + Sync`; one sample's requests run one after another, so callers may judge
+//! several samples concurrently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::types::chat::{
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    CreateChatCompletionRequest, FinishReason, ResponseFormat,
+};
+use dossier_actors::embed::{Embedder, describe_openai_error, openai_client};
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::prompt::{self, numbered, render};
+use super::verdict::{
+    Attributions, GeneratedQuestions, Malformed, StatementVerdicts, Statements, Usefulness, parse, require_non_blank,
+};
+use crate::settings::Settings;
+
+/// Questions generated per answer for answer relevancy (RAGAS's default `strictness`).
+pub const DEFAULT_QUESTIONS: usize = 3;
+/// Time allowed for one judge request (LLMs are slow; a long reply on a CPU can take minutes).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The four judged metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Are the answer's statements supported by the contexts?
+    Faithfulness,
+    /// Does the answer address the question?
+    AnswerRelevancy,
+    /// Are the useful contexts ranked first?
+    ContextPrecision,
+    /// Do the contexts hold what the reference answer says?
+    ContextRecall,
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Faithfulness => "faithfulness",
+            Self::AnswerRelevancy => "answer_relevancy",
+            Self::ContextPrecision => "context_precision",
+            Self::ContextRecall => "context_recall",
+        })
+    }
+}
+
+/// What can stop a judged metric.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// The judge cannot be set up.
+    #[error("judge configuration: {0}")]
+    Config(String),
+    /// The request failed: connection, timeout, or a non-2xx status (shown with its body).
+    #[error("{metric}: judge model `{model}` request failed: {reason}")]
+    Request {
+        /// The metric being computed.
+        metric: Metric,
+        /// The judge model.
+        model: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The reply is not the verdict the prompt asks for.
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    /// Embedding the questions (answer relevancy) failed.
+    #[error("{metric}: embedding failed: {reason}")]
+    Embedding {
+        /// The metric being computed.
+        metric: Metric,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Where the judge is and how to call it.
+#[derive(Debug, Clone)]
+pub struct JudgeConfig {
+    /// The API root, e.g. `http://localhost:11434/v1`.
+    pub base_url: String,
+    /// Sent as a bearer token when set; never logged.
+    pub api_key: Option<SecretString>,
+    /// The chat model that judges.
+    pub model: String,
+    /// Time allowed for one request.
+    pub timeout: Duration,
+    /// Questions generated per answer for answer relevancy (at least 1).
+    pub questions: usize,
+}
+
+impl JudgeConfig {
+    /// A configuration for `model` at `base_url` with the default timeout and question count and no key.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            api_key: None,
+            model: model.into(),
+            timeout: DEFAULT_TIMEOUT,
+            questions: DEFAULT_QUESTIONS,
+        }
+    }
+
+    /// The judge at `LLM_BASE_URL` (with `LLM_API_KEY`), judging with `model`.
+    pub fn from_settings(settings: &Settings, model: impl Into<String>) -> Result<Self, JudgeError> {
+        let base_url = settings.llm_base_url.clone().ok_or_else(|| {
+            JudgeError::Config("LLM_BASE_URL is not set: judged metrics need an OpenAI-compatible endpoint".into())
+        })?;
+        Ok(Self { api_key: settings.llm_api_key.clone(), ..Self::new(base_url, model) })
+    }
+}
+
+/// One question-answering sample to judge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The user's question.
+    pub question: String,
+    /// The system's answer.
+    pub answer: String,
+    /// The retrieved contexts, best first.
+    pub contexts: Vec<String>,
+    /// A reference (ground-truth) answer, needed by context precision and recall.
+    pub reference: Option<String>,
+}
+
+/// The four scores of one sample, each in [0, 1] (answer relevancy in [−1, 1], as a cosine) or NaN when there was
+/// nothing to judge. NaN is written as JSON `null` and `null` is read as NaN.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct JudgedScores {
+    /// See [`Metric::Faithfulness`].
+    #[serde(with = "nan_as_null")]
+    pub faithfulness: f64,
+    /// See [`Metric::AnswerRelevancy`].
+    #[serde(with = "nan_as_null")]
+    pub answer_relevancy: f64,
+    /// See [`Metric::ContextPrecision`].
+    #[serde(with = "nan_as_null")]
+    pub context_precision: f64,
+    /// See [`Metric::ContextRecall`].
+    #[serde(with = "nan_as_null")]
+    pub context_recall: f64,
+}
+
+impl JudgedScores {
+    /// The mean of each metric over the samples that had something to judge (NaN skipped); NaN if none had.
+    pub fn mean(scores: &[JudgedScores]) -> JudgedScores {
+        let nan_mean = |value: fn(&JudgedScores) -> f64| {
+            let judged: Vec<f64> = scores.iter().map(value).filter(|score| !score.is_nan()).collect();
+            if judged.is_empty() { f64::NAN } else { judged.iter().sum::<f64>() / judged.len() as f64 }
+        };
+        JudgedScores {
+            faithfulness: nan_mean(|scores| scores.faithfulness),
+            answer_relevancy: nan_mean(|scores| scores.answer_relevancy),
+            context_precision: nan_mean(|scores| scores.context_precision),
+            context_recall: nan_mean(|scores| scores.context_recall),
+        }
+    }
+}
+
+/// Serde for an `f64` that is NaN when absent: NaN ⇄ `null`.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_nan() { serializer.serialize_none() } else { serializer.serialize_f64(*value) }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+    }
+}
+
+/// The LLM judge. Cheap to share behind an `Arc`.
+pub struct Judge {
+    client: Client<OpenAIConfig>,
+    base_url: String,
+    model: String,
+    questions: usize,
+    embedder: Arc<dyn Embedder>,
+}
+
+impl std::fmt::Debug for Judge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Judge")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("questions", &self.questions)
+            .field("embedder", &self.embedder.model())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Judge {
+    /// Checks the configuration and builds the client; sends nothing. `embedder` embeds the questions compared by
+    /// answer relevancy.
+    pub fn new(config: JudgeConfig, embedder: Arc<dyn Embedder>) -> Result<Self, JudgeError> {
+        let model = config.model.trim().to_owned();
+        if model.is_empty() {
+            return Err(JudgeError::Config("the judge model name is empty".into()));
+        }
+        if config.questions == 0 {
+            return Err(JudgeError::Config("answer relevancy needs at least 1 generated question".into()));
+        }
+        let (base_url, client) = openai_client(&config.base_url, config.api_key.as_ref(), config.timeout)
+            .map_err(|reason| JudgeError::Config(format!("judge model `{model}`: {reason}")))?;
+        Ok(Self { client, base_url, model, questions: config.questions, embedder })
+    }
+
+    /// All four metrics of one sample, one after another.
+    pub async fn score(&self, sample: &Sample) -> Result<JudgedScores, JudgeError> {
+        Ok(JudgedScores {
+            faithfulness: self.faithfulness(sample).await?,
+            answer_relevancy: self.answer_relevancy(sample).await?,
+            context_precision: self.context_precision(sample).await?,
+            context_recall: self.context_recall(sample).await?,
+        })
+    }
+
+    /// Faithfulness of the answer to the contexts (see the module docs).
+    pub async fn faithfulness(&self, sample: &Sample) -> Result<f64, JudgeError> {
+        let metric = Metric::Faithfulness;
+        if sample.answer.trim().is_empty() {
+            return Ok(f64::NAN);
+        }
+        let values = [("question", sample.question.as_str()), ("answer", sample.answer.as_str())];
+        let (statements, reply): (Statements, _) =
+            self.ask(metric, &render(prompt::FAITHFULNESS_STATEMENTS, &values)).await?;
+        let texts: Vec<&str> = statements.statements.iter().map(String::as_str).collect();
+        require_non_blank(metric, "statement", &texts, &reply)?;
+        if statements.statements.is_empty() {
+            return Ok(f64::NAN);
+        }
+        if sample.contexts.is_empty() {
+            return Ok(0.0);
+        }
+        let contexts = numbered(&sample.contexts);
+        let listed = numbered(&statements.statements);
+        let values = [("contexts", contexts.as_str()), ("statements", listed.as_str())];
+        let (verdicts, reply): (StatementVerdicts, _) =
+            self.ask(metric, &render(prompt::FAITHFULNESS_VERDICTS, &values)).await?;
+        let expected = statements.statements.len();
+        if verdicts.verdicts.len() != expected {
+            let reason = format!("{} verdicts for {expected} statements", verdicts.verdicts.len());
+            return Err(Malformed::new(metric, reason, &reply).into());
+        }
+        if let Some((position, verdict)) =
+            verdicts.verdicts.iter().enumerate().find(|(position, verdict)| verdict.index != position + 1)
+        {
+            let reason = format!("verdict {} has index {} (expected {})", position + 1, verdict.index, position + 1);
+            return Err(Malformed::new(metric, reason, &reply).into());
+        }
+        Ok(share(verdicts.verdicts.iter().map(|verdict| verdict.verdict.0)))
+    }
+
+    /// Answer relevancy of the answer to the question (see the module docs).
+    pub async fn answer_relevancy(&self, sample: &Sample) -> Result<f64, JudgeError> {
+        let metric = Metric::AnswerRelevancy;
+        if sample.answer.trim().is_empty() {
+            return Ok(f64::NAN);
+        }
+        let count = self.questions.to_string();
+        let values = [("count", count.as_str()), ("answer", sample.answer.as_str())];
+        let (generated, reply): (GeneratedQuestions, _) =
+            self.ask(metric, &render(prompt::ANSWER_RELEVANCY, &values)).await?;
+        if generated.questions.len() != self.questions {
+            let reason = format!("{} questions, asked for {}", generated.questions.len(), self.questions);
+            return Err(Malformed::new(metric, reason, &reply).into());
+        }
+        let texts: Vec<&str> = generated.questions.iter().map(String::as_str).collect();
+        require_non_blank(metric, "question", &texts, &reply)?;
+        if generated.noncommittal.0 {
+            return Ok(0.0);
+        }
+        let mut inputs = Vec::with_capacity(generated.questions.len() + 1);
+        inputs.push(sample.question.clone());
+        inputs.extend(generated.questions);
+        let vectors = self
+            .embedder
+            .embed(&inputs)
+            .await
+            .map_err(|error| JudgeError::Embedding { metric, reason: error.to_string() })?;
+        let Some((question, generated)) = vectors.split_first() else {
+            return Err(JudgeError::Embedding { metric, reason: "the embedder returned no vectors".into() });
+        };
+        let similarities = generated
+            .iter()
+            .map(|vector| {
+                cosine(question, vector).ok_or_else(|| JudgeError::Embedding {
+                    metric,
+                    reason: "a zero or mismatched vector has no cosine similarity".into(),
+                })
+            })
+            .collect::<Result<Vec<f64>, _>>()?;
+        Ok(similarities.iter().sum::<f64>() / similarities.len() as f64)
+    }
+
+    /// Context precision of the contexts' order against the reference answer (see the module docs).
+    pub async fn context_precision(&self, sample: &Sample) -> Result<f64, JudgeError> {
+        let metric = Metric::ContextPrecision;
+        let Some(reference) = sample.reference.as_deref().filter(|reference| !reference.trim().is_empty()) else {
+            return Ok(f64::NAN);
+        };
+        if sample.contexts.is_empty() {
+            return Ok(f64::NAN);
+        }
+        let mut useful = Vec::with_capacity(sample.contexts.len());
+        for context in &sample.contexts {
+            let values = [("question", sample.question.as_str()), ("reference", reference), ("context", context)];
+            let (verdict, _): (Usefulness, _) = self.ask(metric, &render(prompt::CONTEXT_PRECISION, &values)).await?;
+            useful.push(verdict.verdict.0);
+        }
+        Ok(average_precision(&useful))
+    }
+
+    /// Context recall of the reference answer's statements in the contexts (see the module docs).
+    pub async fn context_recall(&self, sample: &Sample) -> Result<f64, JudgeError> {
+        let metric = Metric::ContextRecall;
+        let Some(reference) = sample.reference.as_deref().filter(|reference| !reference.trim().is_empty()) else {
+            return Ok(f64::NAN);
+        };
+        if sample.contexts.is_empty() {
+            return Ok(0.0);
+        }
+        let contexts = numbered(&sample.contexts);
+        let values = [("question", sample.question.as_str()), ("reference", reference), ("contexts", &contexts)];
+        let (attributions, reply): (Attributions, _) =
+            self.ask(metric, &render(prompt::CONTEXT_RECALL, &values)).await?;
+        let texts: Vec<&str> = attributions.statements.iter().map(|item| item.statement.as_str()).collect();
+        require_non_blank(metric, "statement", &texts, &reply)?;
+        if attributions.statements.is_empty() {
+            return Ok(f64::NAN);
+        }
+        Ok(share(attributions.statements.iter().map(|item| item.attributed.0)))
+    }
+
+    /// Sends one prompt and parses the reply as `T`; returns the reply text too, for error messages.
+    async fn ask<T: DeserializeOwned>(&self, metric: Metric, prompt: &str) -> Result<(T, String), JudgeError> {
+        let request = CreateChatCompletionRequest {
+            model: self.model.clone(),
+            messages: vec![
+                ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage::from(prompt::SYSTEM.trim())),
+                ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(prompt.to_owned())),
+            ],
+            temperature: Some(0.0),
+            response_format: Some(ResponseFormat::JsonObject),
+            ..CreateChatCompletionRequest::default()
+        };
+        let started = std::time::Instant::now();
+        let response = self.client.chat().create(request).await.map_err(|error| {
+            let reason = describe_openai_error(&error);
+            tracing::warn!(%metric, model = %self.model, error = %reason, "judge_request_failed");
+            JudgeError::Request { metric, model: self.model.clone(), reason }
+        })?;
+        tracing::debug!(%metric, model = %self.model, duration_ms = started.elapsed().as_millis() as u64, "judged");
+        let Some(choice) = response.choices.into_iter().next() else {
+            return Err(Malformed::new(metric, "the reply has no choices", "").into());
+        };
+        let content = choice.message.content.unwrap_or_default();
+        if choice.finish_reason == Some(FinishReason::Length) {
+            return Err(Malformed::new(metric, "the reply was cut off (finish_reason: length)", &content).into());
+        }
+        if content.trim().is_empty() {
+            let refusal = choice.message.refusal.unwrap_or_default();
+            return Err(Malformed::new(metric, "the reply has no content", &refusal).into());
+        }
+        let parsed = parse(metric, &content)?;
+        Ok((parsed, content))
+    }
+}
+
+/// The share of `true`s (NaN for none: the callers return earlier in that case).
+fn share(verdicts: impl Iterator<Item = bool>) -> f64 {
+    let (mut yes, mut total) = (0usize, 0usize);
+    for verdict in verdicts {
+        yes += usize::from(verdict);
+        total += 1;
+    }
+    if total == 0 { f64::NAN } else { yes as f64 / total as f64 }
+}
+
+/// RAGAS's context precision: Σₖ (useful in the first k ÷ k) · vₖ ÷ (useful contexts); 0 when none is useful, NaN
+/// for no contexts.
+pub fn average_precision(useful: &[bool]) -> f64 {
+    if useful.is_empty() {
+        return f64::NAN;
+    }
+    let (mut hits, mut sum) = (0usize, 0.0);
+    for (index, &verdict) in useful.iter().enumerate() {
+        if verdict {
+            hits += 1;
+            sum += hits as f64 / (index + 1) as f64;
+        }
+    }
+    if hits == 0 { 0.0 } else { sum / hits as f64 }
+}
+
+/// Cosine similarity, computed in f64; `None` for vectors of different lengths or a zero vector.
+pub fn cosine(a: &[f32], b: &[f32]) -> Option<f64> {
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
+    let (mut dot, mut norm_a, mut norm_b) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        dot += x * y;
+        norm_a += x * x;
+        norm_b += y * y;
+    }
+    if norm_a == 0.0 || norm_b == 0.0 { None } else { Some(dot / (norm_a.sqrt() * norm_b.sqrt())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_precision_matches_hand_computation() {
+        // Useful at ranks 1 and 3 of 3: (1/1 · 1 + 2/3 · 1) / 2 = 0.8333…
+        assert!((average_precision(&[true, false, true]) - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        // Useful only at rank 2: (1/2) / 1 = 0.5. All useful: 1. None useful: 0. No contexts: NaN.
+        assert!((average_precision(&[false, true]) - 0.5).abs() < 1e-12);
+        assert_eq!(average_precision(&[true, true, true]), 1.0);
+        assert_eq!(average_precision(&[false, false]), 0.0);
+        assert!(average_precision(&[]).is_nan());
+    }
+
+    #[test]
+    fn cosine_handles_parallel_orthogonal_and_degenerate_vectors() {
+        assert!((cosine(&[1.0, 2.0], &[2.0, 4.0]).unwrap_or(0.0) - 1.0).abs() < 1e-12);
+        assert_eq!(cosine(&[1.0, 0.0], &[0.0, 3.0]), Some(0.0));
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), None);
+        assert_eq!(cosine(&[1.0], &[1.0, 0.0]), None);
+    }
+
+    #[test]
+    fn judged_scores_serialise_nan_as_null_and_read_null_as_nan() {
+        let scores =
+            JudgedScores { faithfulness: 0.5, answer_relevancy: f64::NAN, context_precision: 1.0, context_recall: 0.0 };
+        let json = serde_json::to_string(&scores).expect("serialise");
+        assert_eq!(
+            json,
+            r#"{"faithfulness":0.5,"answer_relevancy":null,"context_precision":1.0,"context_recall":0.0}"#
+        );
+        let back: JudgedScores = serde_json::from_str(&json).expect("deserialise");
+        assert!(back.answer_relevancy.is_nan() && back.faithfulness == 0.5);
+    }
+
+    #[test]
+    fn mean_skips_nan_and_is_nan_when_nothing_was_judged() {
+        let a =
+            JudgedScores { faithfulness: 1.0, answer_relevancy: f64::NAN, context_precision: 0.5, context_recall: 0.0 };
+        let b = JudgedScores {
+            faithfulness: 0.0,
+            answer_relevancy: f64::NAN,
+            context_precision: f64::NAN,
+            context_recall: 1.0,
+        };
+        let mean = JudgedScores::mean(&[a, b]);
+        assert_eq!((mean.faithfulness, mean.context_precision, mean.context_recall), (0.5, 0.5, 0.5));
+        assert!(mean.answer_relevancy.is_nan());
+        assert!(JudgedScores::mean(&[]).faithfulness.is_nan());
+    }
+
+    #[test]
+    fn judge_config_from_settings_needs_llm_base_url() {
+        let settings = Settings::from_lookup(|_| None).expect("defaults");
+        let error = JudgeConfig::from_settings(&settings, "m").expect_err("no url");
+        assert!(error.to_string().contains("LLM_BASE_URL is not set"), "{error}");
+        let settings = Settings::from_lookup(|name| (name == "LLM_BASE_URL").then(|| "http://h:1/v1".to_owned()))
+            .expect("settings");
+        let config = JudgeConfig::from_settings(&settings, "judge").expect("config");
+        assert_eq!((config.base_url.as_str(), config.model.as_str()), ("http://h:1/v1", "judge"));
+    }
+}
