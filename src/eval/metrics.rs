@@ -303,4 +303,38 @@ mod tests {
         assert_eq!(AtCutoff::mean(10, &scores), AtCutoff { k: 10, ndcg: 0.5, recall: 0.375, mrr: 0.75 });
         assert_eq!(AtCutoff::mean(10, &[]), AtCutoff { k: 10, ndcg: 0.0, recall: 0.0, mrr: 0.0 });
     }
+
+    /// `testdata/trec_eval_golden.json`: a synthetic run (chunk hits with many tied scores, byte-order-tricky ids)
+    /// and graded qrels (−1 to 3, some queries with nothing relevant), with the per-query values pytrec_eval
+    /// (trec_eval 9) computed on the best-chunk aggregation; `testdata/make_trec_eval_golden.py` regenerates it.
+    #[derive(serde::Deserialize)]
+    struct Golden {
+        qrels: BTreeMap<String, BTreeMap<String, i32>>,
+        chunks: BTreeMap<String, Vec<(String, f64)>>,
+        expected: BTreeMap<String, BTreeMap<String, f64>>,
+    }
+
+    #[test]
+    fn metrics_match_pytrec_eval_on_golden_run() {
+        let golden: Golden = serde_json::from_str(include_str!("testdata/trec_eval_golden.json")).expect("golden");
+        assert_eq!(golden.expected.len(), 30);
+        let mut nonzero = 0;
+        for (query_id, expected) in &golden.expected {
+            let hits: Vec<Hit> =
+                golden.chunks[query_id].iter().map(|(doc, score)| Hit::new(doc.as_str(), *score)).collect();
+            let ranking = rank_documents(&hits);
+            let judgements = &golden.qrels[query_id];
+            for k in [1, 5, 10, 100] {
+                let ndcg = ndcg_at(&ranking, judgements, k);
+                let recall = recall_at(&ranking, judgements, k);
+                assert!((ndcg - expected[&format!("ndcg_cut_{k}")]).abs() < 1e-9, "{query_id} ndcg@{k}: {ndcg}");
+                assert!((recall - expected[&format!("recall_{k}")]).abs() < 1e-9, "{query_id} recall@{k}: {recall}");
+            }
+            // trec_eval's recip_rank has no cutoff: MRR at a depth beyond the whole ranking.
+            let mrr = mrr_at(&ranking, judgements, usize::MAX);
+            assert!((mrr - expected["recip_rank"]).abs() < 1e-12, "{query_id} mrr: {mrr}");
+            nonzero += usize::from(expected["ndcg_cut_10"] > 0.0);
+        }
+        assert!(nonzero >= 20, "the golden run must exercise non-trivial rankings");
+    }
 }
