@@ -2,6 +2,7 @@
 
 mod cli;
 mod embed;
+mod judge;
 #[cfg(feature = "local-embeddings")]
 mod local_embed;
 mod naive_contract;
