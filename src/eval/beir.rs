@@ -195,16 +195,21 @@ fn for_each_line(path: &Path, mut visit: impl FnMut(usize, &str) -> Result<bool,
     Ok(())
 }
 
-/// Parses one JSON line; the reason drops serde's "at line 1 column N" (there is only one line) for the column.
+/// Parses one JSON line, with [`json_error_reason`] as the reason.
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_json::from_str(text).map_err(|error| {
-        let message = error.to_string();
-        let position = format!(" at line {} column {}", error.line(), error.column());
-        match message.strip_suffix(&position) {
-            Some(reason) => format!("{reason} (column {})", error.column()),
-            None => message,
-        }
-    })
+    serde_json::from_str(text).map_err(|error| json_error_reason(&error))
+}
+
+/// serde_json's message for a one-line document: "at line 1 column N" becomes "(column N)", since the line number
+/// that matters is the file's (or there is only one line).
+pub(crate) fn json_error_reason(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    match message.strip_suffix(&position) {
+        Some(reason) if error.line() == 1 => format!("{reason} (column {})", error.column()),
+        Some(reason) => format!("{reason} (line {}, column {})", error.line(), error.column()),
+        None => message,
+    }
 }
 
 /// An id must be non-blank and appear once per file.

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::beir::json_error_reason;
 use super::judge::Metric;
 
 /// How much of a malformed reply an error quotes.
@@ -122,7 +123,7 @@ pub struct Attribution {
 
 /// Parses a judge reply as `T`, unwrapping one Markdown code fence if the whole reply is fenced.
 pub fn parse<T: DeserializeOwned>(metric: Metric, reply: &str) -> Result<T, Malformed> {
-    serde_json::from_str(unfence(reply)).map_err(|error| Malformed::new(metric, error.to_string(), reply))
+    serde_json::from_str(unfence(reply)).map_err(|error| Malformed::new(metric, json_error_reason(&error), reply))
 }
 
 /// The reply without a surrounding ```` ``` ```` / ```` ```json ```` fence, if it has exactly that.
