@@ -277,6 +277,17 @@ mod tests {
     }
 
     #[test]
+    fn describe_openai_error_shows_status_body_and_malformed_content() {
+        let failure =
+            HttpStatusError { status: status(503), retry_after: None, body: "{\"error\":\"overloaded\"}".into() };
+        let described = describe_openai_error(&OpenAIError::Boxed(Box::new(failure)));
+        assert_eq!(described, "HTTP 503 Service Unavailable: {\"error\":\"overloaded\"}");
+        let parse_error = serde_json::from_str::<CreateEmbeddingResponse>("{").unwrap_err();
+        let described = describe_openai_error(&OpenAIError::JSONDeserialize(parse_error, "{".into()));
+        assert!(described.starts_with("malformed response (") && described.ends_with("): {"), "{described}");
+    }
+
+    #[test]
     fn classify_with_invalid_argument_is_permanent() {
         assert!(!classify("m", Duration::from_secs(1), OpenAIError::InvalidArgument("x".into())).is_transient());
     }
