@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dossier::eval::{Judge, JudgeConfig, JudgeError, Metric, Sample};
+use dossier::eval::{Judge, JudgeConfig, JudgeError, JudgedCounts, Metric, Sample};
 use dossier_actors::embed::{Embedder, OpenAiEmbedder, OpenAiEmbedderConfig};
 
 use crate::support::mock_ollama::{self, ChatReply, DEFAULT_DIMENSION, MockOllama, embedding_for};
@@ -148,6 +148,40 @@ async fn score_with_nothing_to_judge_is_nan_and_serialises_as_null() {
         serde_json::to_string(&scores).expect("json"),
         r#"{"faithfulness":null,"answer_relevancy":null,"context_precision":null,"context_recall":null}"#
     );
+}
+
+#[tokio::test]
+async fn score_all_returns_per_sample_scores_in_order_and_means_over_judged_samples() {
+    let server = MockOllama::start().await;
+    let judge = judge(&server, server.base_url());
+    let one_context = Sample { contexts: vec!["The Eiffel Tower is in Paris.".into()], ..sample() };
+    let blank = Sample { answer: String::new(), reference: None, ..one_context.clone() };
+    // Sample 1, in request order: statements, verdicts (1 of 2), questions (noncommittal), precision (useful),
+    // recall (1 of 1). Sample 2 has a blank answer and no reference: nothing is asked.
+    for reply in [
+        r#"{"statements": ["a", "b"]}"#,
+        r#"{"verdicts": [{"index": 1, "reason": "r", "verdict": 1}, {"index": 2, "reason": "r", "verdict": 0}]}"#,
+        r#"{"questions": ["a?", "b?", "c?"], "noncommittal": 1}"#,
+        r#"{"reason": "r", "verdict": 1}"#,
+        r#"{"statements": [{"statement": "s", "reason": "r", "attributed": 1}]}"#,
+    ] {
+        server.push_chat_answer(reply);
+    }
+
+    let report = judge.score_all(&[one_context, blank], 1).await.expect("judged");
+
+    assert_eq!(report.samples, 2);
+    let first = report.per_sample[0];
+    assert_eq!(
+        (first.faithfulness, first.answer_relevancy, first.context_precision, first.context_recall),
+        (0.5, 0.0, 1.0, 1.0)
+    );
+    assert!(report.per_sample[1].faithfulness.is_nan() && report.per_sample[1].context_recall.is_nan());
+    // Means skip the NaN of sample 2: they equal sample 1's scores, over 1 judged sample each.
+    assert_eq!(report.mean, first);
+    let one = JudgedCounts { faithfulness: 1, answer_relevancy: 1, context_precision: 1, context_recall: 1 };
+    assert_eq!(report.judged, one);
+    assert_eq!(server.chat_requests(), 5);
 }
 
 #[tokio::test]

@@ -37,6 +37,7 @@ use async_openai::types::chat::{
     CreateChatCompletionRequest, FinishReason, ResponseFormat,
 };
 use dossier_actors::embed::{Embedder, describe_openai_error, openai_client};
+use futures::{StreamExt, TryStreamExt};
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -156,6 +157,32 @@ pub struct Sample {
     pub reference: Option<String>,
 }
 
+/// The judged metrics of a set of samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgedReport {
+    /// Samples judged.
+    pub samples: usize,
+    /// Each metric's mean over the samples that had something to judge (`null` if none had).
+    pub mean: JudgedScores,
+    /// How many samples had something to judge, per metric: the denominators of `mean`.
+    pub judged: JudgedCounts,
+    /// Each sample's scores, in input order.
+    pub per_sample: Vec<JudgedScores>,
+}
+
+/// A count per judged metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JudgedCounts {
+    /// Faithfulness.
+    pub faithfulness: usize,
+    /// Answer relevancy.
+    pub answer_relevancy: usize,
+    /// Context precision.
+    pub context_precision: usize,
+    /// Context recall.
+    pub context_recall: usize,
+}
+
 /// The LLM judge. Cheap to share behind an `Arc`.
 pub struct Judge {
     client: Client<OpenAIConfig>,
@@ -199,6 +226,30 @@ impl Judge {
             answer_relevancy: self.answer_relevancy(sample).await?,
             context_precision: self.context_precision(sample).await?,
             context_recall: self.context_recall(sample).await?,
+        })
+    }
+
+    /// Every sample's scores (in input order) and their means, `concurrency` samples at a time (at least 1). The
+    /// first failure stops the run: a judge that cannot be parsed or reached gives no report rather than a partial
+    /// one.
+    pub async fn score_all(&self, samples: &[Sample], concurrency: usize) -> Result<JudgedReport, JudgeError> {
+        let per_sample: Vec<JudgedScores> = futures::stream::iter(samples)
+            .map(|sample| self.score(sample))
+            .buffered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        let judged =
+            |value: fn(&JudgedScores) -> f64| per_sample.iter().filter(|scores| !value(scores).is_nan()).count();
+        Ok(JudgedReport {
+            samples: per_sample.len(),
+            mean: JudgedScores::mean(&per_sample),
+            judged: JudgedCounts {
+                faithfulness: judged(|scores| scores.faithfulness),
+                answer_relevancy: judged(|scores| scores.answer_relevancy),
+                context_precision: judged(|scores| scores.context_precision),
+                context_recall: judged(|scores| scores.context_recall),
+            },
+            per_sample,
         })
     }
 

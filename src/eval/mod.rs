@@ -14,7 +14,7 @@ pub mod score;
 pub mod verdict;
 
 pub use beir::{DatasetError, Document, Qrels, Query, read_corpus, read_qrels, read_queries};
-pub use judge::{Judge, JudgeConfig, JudgeError, Metric, Sample};
+pub use judge::{Judge, JudgeConfig, JudgeError, JudgedCounts, JudgedReport, Metric, Sample};
 pub use metrics::{AtCutoff, Hit};
 pub use runner::{EvalError, EvalSet, QrelsSummary, QueryResult, Report, RetrieveError, Retriever, evaluate};
 pub use score::JudgedScores;
