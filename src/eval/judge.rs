@@ -24,8 +24,8 @@
 //! ([`dossier_actors::embed::openai_client`]): one request per call, no hidden retries, an HTTP error surfaces
 //! with its status and body. Requests ask for temperature 0 and `response_format: json_object`.
 //!
-//! Threading: a [`Judge`] is `Send + Sync`; one sample's requests run one after another, so callers may judge
-//! several samples concurrently.
+//! Threading: a [`Judge`] is `Send + Sync`; one sample's requests run one after another (so a scripted or rate-
+//! limited server sees them in a fixed order), and [`Judge::score_all`] judges up to `concurrency` samples at once.
 
 use std::sync::Arc;
 use std::time::Duration;
