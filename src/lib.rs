@@ -9,6 +9,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod eval;
 pub mod server;
 pub mod settings;
 pub mod telemetry;

@@ -2,6 +2,8 @@
 
 mod cli;
 mod embed;
+mod eval_harness;
+mod judge;
 #[cfg(feature = "local-embeddings")]
 mod local_embed;
 mod naive_contract;
