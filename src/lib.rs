@@ -81,6 +81,40 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             let show_progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
             commands::projections::rebuild(store, projection, show_progress).await
         }
+        Command::Eval {
+            corpus,
+            queries,
+            qrels,
+            mode,
+            k,
+            limit,
+            workdir,
+            bm25_k1,
+            bm25_b,
+            bm25_avg_len,
+            rrf_k,
+            per_query,
+        } => {
+            use dossier_projections::vector::{Bm25Params, SearchMode, search::FusionParams};
+            let mode = match mode {
+                cli::EvalMode::Sparse => SearchMode::Sparse,
+                cli::EvalMode::Dense => SearchMode::Dense,
+                cli::EvalMode::Hybrid => SearchMode::Hybrid,
+            };
+            let args = commands::eval::EvalArgs {
+                corpus,
+                queries,
+                qrels,
+                mode,
+                k,
+                limit,
+                workdir,
+                bm25: Bm25Params { k1: bm25_k1, b: bm25_b, avg_len: bm25_avg_len },
+                fusion: FusionParams { rrf_k, ..FusionParams::default() },
+                per_query,
+            };
+            commands::eval::run(&settings, args).await
+        }
         Command::Projections { command: ProjectionsCommand::Skip { projection, position, reason, actor } } => {
             let store = backend::open(&settings, backend::Access::Serve).await?;
             let embedding = backend::embedding_config(&backend::runtime_config(&settings)?)?;
