@@ -3,6 +3,7 @@
 mod cli;
 mod embed;
 mod eval_harness;
+mod evaluation;
 mod judge;
 #[cfg(feature = "local-embeddings")]
 mod local_embed;

@@ -35,6 +35,8 @@ contract_tests!(
     vectors_of_the_wrong_length_stop_the_projection_naming_the_document,
     vector_rebuild_while_writer_appends_equals_a_fresh_replay,
     verify_names_missing_extra_and_different_points,
+    cli_rebuilds_and_verifies_the_vector_index,
+    skip_command_records_the_decision_and_moves_a_stopped_projection_past_the_event,
 );
 
 const MODEL: &str = "stub-embed";
@@ -533,4 +535,103 @@ async fn server_index_meets_the_contract_when_qdrant_url_is_set() {
     let api_key = std::env::var("QDRANT_API_KEY").ok();
     let index = dossier_projections::vector::server::ServerIndex::connect(&url, api_key).expect("connect");
     index_contract(Arc::new(index)).await;
+}
+
+async fn run_binary(mut command: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().expect("run dossier")).await.expect("join")
+}
+
+/// `dossier rebuild vector_index` and `dossier verify --projections` through the binary, BM25 only (no model).
+async fn cli_rebuilds_and_verifies_the_vector_index(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let docs = scratch.dir.join("docs");
+    std::fs::create_dir_all(&docs).expect("docs dir");
+    for (name, text) in [("a.txt", "Lighthouses guide ships at night. "), ("b.txt", "Bees dance to share directions. ")]
+    {
+        std::fs::write(docs.join(name), text.repeat(20)).expect("write doc");
+    }
+    let mut ingest = scratch.dossier();
+    ingest.args(["ingest", "--quiet", "--tenant", "tenant-a"]).arg(&docs);
+    let output = run_binary(ingest).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let mut rebuild = scratch.dossier();
+    rebuild.args(["rebuild", "vector_index", "--quiet"]);
+    let output = run_binary(rebuild).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("rebuild report");
+    assert_eq!(report["to_generation"], 2, "{report}");
+
+    let mut verify = scratch.dossier();
+    verify.args(["verify", "--projections"]);
+    let output = run_binary(verify).await;
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Remove one document's points behind dossier's back: verify names them and fails.
+    let config = EmbeddingConfig { dense: None };
+    let index = EdgeIndex::open(&scratch.data_dir().join("vectors")).expect("open index");
+    let stored = scroll_all(&index, &config.collection(2), 100).await;
+    assert!(stored.len() >= 2, "both documents have points: {stored:?}");
+    let victim: Uuid = stored[0].payload["document"].as_str().expect("document").parse().expect("uuid");
+    index.apply(&config.collection(2), vec![IndexOp::DeleteDocuments(vec![victim])]).await.expect("tamper");
+    drop(index);
+    let mut verify = scratch.dossier();
+    verify.args(["verify", "--projections"]);
+    let output = run_binary(verify).await;
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("missing_point") && stdout.contains(&victim.to_string()), "{stdout}");
+    assert!(stdout.contains("\"projection\":\"vector_index\""), "{stdout}");
+}
+
+/// A poison event stops the projection; `dossier projections skip` records the decision in the log and moves it on.
+async fn skip_command_records_the_decision_and_moves_a_stopped_projection_past_the_event(backend: Backend) {
+    let fixture = Fixture::new(backend).await;
+    let runtime = fixture.runtime().await;
+    let document = runtime.upload(upload("a.txt", b"Otters hold hands while they sleep.")).await.expect("upload");
+    settle(&runtime, document.document_id).await;
+    runtime.shutdown();
+    let bogus = dossier_events::NewEvent::new("DocumentTeleported", 1, json!({ "to": "mars" }));
+    let stream = StreamId::for_document(document.document_id);
+    let poison =
+        fixture.log.append(&stream, ExpectedVersion::Any, vec![bogus], EventMetadata::new("tenant-a", "mallory"));
+    let poison = poison.await.expect("append").first_position;
+    let (result, _) = fixture.run_to_head().await;
+    assert!(matches!(result, Err(RunnerError::Poison(_))), "{result:?}");
+
+    let mut wrong = fixture.scratch.dossier();
+    wrong.env("EMBEDDING_MODEL", MODEL).env("EMBEDDING_DIMENSIONS", DIMENSIONS.to_string());
+    wrong.env("LLM_BASE_URL", fixture.mock.base_url());
+    wrong.args(["projections", "skip", "vector_index", "--reason", "test", "--position"]).arg((poison + 1).to_string());
+    let output = run_binary(wrong).await;
+    assert!(!output.status.success(), "skipping another position than the poison is refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("not stopped at position {}", poison + 1)));
+
+    let mut skip = fixture.scratch.dossier();
+    skip.env("EMBEDDING_MODEL", MODEL).env("EMBEDDING_DIMENSIONS", DIMENSIONS.to_string());
+    skip.env("LLM_BASE_URL", fixture.mock.base_url()).env("USER", "ops-ana");
+    skip.args(["projections", "skip", "vector_index", "--reason", "teleportation is not a thing", "--position"]);
+    skip.arg(poison.to_string());
+    let output = run_binary(skip).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("skip report");
+    assert_eq!(report["event_type"], "DocumentTeleported", "{report}");
+
+    let name = fixture.projection.name().to_owned();
+    let record = fixture.log.read_stream(&dossier_projections::skip::skip_stream(&name).expect("stream"), 1, 10).await;
+    let record = record.expect("read");
+    assert_eq!(record.len(), 1);
+    assert_eq!(record[0].metadata.actor, "ops-ana");
+    assert!(record[0].data.as_str().contains("teleportation is not a thing"));
+    let checkpoint = fixture.read_model.checkpoint(&name, 1).await.expect("checkpoint").expect("exists");
+    assert!(checkpoint.position < poison && checkpoint.state == "running", "{checkpoint:?}");
+    let (result, status) = fixture.run_to_head().await;
+    result.expect("runs again");
+    assert_eq!(status.state, RunnerState::Running);
+    assert_eq!(fixture.verify().await, vec![], "verification honours the recorded skip");
 }

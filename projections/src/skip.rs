@@ -3,7 +3,8 @@
 //! A projection never skips an event by itself. An operator who decides an event can be ignored runs
 //! `dossier projections skip <name> --position P`; the decision is first recorded in the log (event
 //! `ProjectionEventSkipped` on the stream `projection-<name>`, with who, why, and the event skipped), then the
-//! checkpoint moves past the event and the projection runs again. Verification replays honour the recorded skips.
+//! projection is marked running again. Its checkpoint does not move: the batch that held the event is applied again,
+//! without it, because runners, rebuilds and verification all leave out the positions recorded as skipped.
 
 use std::collections::HashSet;
 
@@ -62,14 +63,17 @@ pub async fn skip_poison_event(
             "projection {projection} (generation {generation}) is not stopped: nothing to skip"
         )));
     };
-    let poison = log.read_all(checkpoint.position, 1).await?;
-    let Some(poison) = poison.first().filter(|event| event.position == position) else {
-        return Err(refuse(format!(
-            "projection {projection} is stopped at the event after position {}, not at position {position}",
-            checkpoint.position
-        )));
-    };
     let error = checkpoint.error.clone().unwrap_or_default();
+    // The error that stopped it names the event's position ("position P: ..."): only that event can be skipped.
+    if !error.contains(&format!("position {position}:")) {
+        return Err(refuse(format!(
+            "projection {projection} is not stopped at position {position}: it stopped with: {error}"
+        )));
+    }
+    let poison = log.read_all(position.saturating_sub(1), 1).await?;
+    let Some(poison) = poison.first().filter(|event| event.position == position) else {
+        return Err(refuse(format!("there is no event at position {position}")));
+    };
     let record = NewEvent::new(
         SKIPPED_EVENT,
         1,
@@ -87,7 +91,7 @@ pub async fn skip_poison_event(
     // Running the command again after a crash finds the same record instead of writing a second one.
     metadata.idempotency_key = Some(format!("skip:{projection}:{generation}:{position}"));
     let recorded = log.append(&skip_stream(projection)?, ExpectedVersion::Any, vec![record], metadata).await?;
-    if !generations.skip_poison(projection, generation, checkpoint.position, position).await? {
+    if !generations.resume_stopped(projection, generation).await? {
         return Err(refuse(format!("projection {projection} moved while skipping; run the command again")));
     }
     tracing::warn!(projection, generation, position, actor, reason, "projection_event_skipped");

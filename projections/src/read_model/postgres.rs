@@ -48,9 +48,8 @@ const CREATE_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, gener
 /// the row lock until it commits; this then re-reads the moved row and matches nothing.
 const MOVE_CHECKPOINT: &str = "UPDATE projection_checkpoints SET position = $4, updated_at = now()
     WHERE name = $1 AND generation = $2 AND position = $3";
-const SKIP_POISON_RETURNING: &str = "UPDATE projection_checkpoints SET position = $4, state = 'running', error = NULL,
-                                                         updated_at = now()
-    WHERE name = $1 AND generation = $2 AND position = $3 AND state = 'stopped' RETURNING name";
+const RESUME_STOPPED: &str = "UPDATE projection_checkpoints SET state = 'running', error = NULL, updated_at = now()
+    WHERE name = $1 AND generation = $2 AND state = 'stopped' RETURNING name";
 const RECORD_FAILURE: &str = "INSERT INTO projection_checkpoints (name, generation, position, state, error)
     VALUES ($1, $2, 0, 'stopped', $3)
     ON CONFLICT (name, generation) DO UPDATE SET state = 'stopped', error = excluded.error, updated_at = now()";
@@ -497,11 +496,9 @@ impl ReadModelStore for PostgresReadModel {
         self.query("recording a failure", RECORD_FAILURE, &[&projection, &generation, &error]).await.map(|_| ())
     }
 
-    async fn skip_poison(&self, projection: &str, generation: u32, from: u64, to: u64) -> Result<bool, ReadModelError> {
+    async fn resume_stopped(&self, projection: &str, generation: u32) -> Result<bool, ReadModelError> {
         let generation = int(generation, "generation")?;
-        let (from, to) = (from as i64, to as i64);
-        let params: [&(dyn ToSql + Sync); 4] = [&projection, &generation, &from, &to];
-        let rows = self.query("skipping a poison event", SKIP_POISON_RETURNING, &params).await?;
+        let rows = self.query("resuming a stopped projection", RESUME_STOPPED, &[&projection, &generation]).await?;
         Ok(rows.len() == 1)
     }
 

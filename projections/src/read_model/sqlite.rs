@@ -47,9 +47,8 @@ const CREATE_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, gener
 /// The fence: moves the checkpoint only if it is still where the batch started.
 const MOVE_CHECKPOINT: &str = "UPDATE projection_checkpoints SET position = ?4, updated_at = ?5
     WHERE name = ?1 AND generation = ?2 AND position = ?3";
-const SKIP_POISON: &str =
-    "UPDATE projection_checkpoints SET position = ?4, state = 'running', error = NULL, updated_at = ?5
-    WHERE name = ?1 AND generation = ?2 AND position = ?3 AND state = 'stopped'";
+const RESUME_STOPPED: &str = "UPDATE projection_checkpoints SET state = 'running', error = NULL, updated_at = ?3
+    WHERE name = ?1 AND generation = ?2 AND state = 'stopped'";
 const RECORD_FAILURE: &str = "INSERT INTO projection_checkpoints (name, generation, position, state, error, updated_at)
     VALUES (?1, ?2, 0, 'stopped', ?3, ?4)
     ON CONFLICT (name, generation) DO UPDATE SET state = 'stopped', error = excluded.error,
@@ -449,12 +448,10 @@ impl ReadModelStore for SqliteReadModel {
         .await
     }
 
-    async fn skip_poison(&self, projection: &str, generation: u32, from: u64, to: u64) -> Result<bool, ReadModelError> {
+    async fn resume_stopped(&self, projection: &str, generation: u32) -> Result<bool, ReadModelError> {
         let name = projection.to_owned();
-        let (from, to) = (from as i64, to as i64);
-        self.write("skipping a poison event", move |connection| {
-            let params = params![name, generation, from, to, now_micros()];
-            Ok(connection.prepare_cached(SKIP_POISON)?.execute(params)? == 1)
+        self.write("resuming a stopped projection", move |connection| {
+            Ok(connection.prepare_cached(RESUME_STOPPED)?.execute(params![name, generation, now_micros()])? == 1)
         })
         .await
     }

@@ -90,10 +90,10 @@ pub trait ReadModelStore: Send + Sync + 'static {
     /// Every document id stored in a generation (deleted ones included), for verification.
     async fn all_document_ids(&self, generation: u32) -> Result<Vec<Uuid>, ReadModelError>;
 
-    /// Moves a generation stopped at a poison event past it (`from` = its checkpoint, `to` = the poison event's
-    /// position) and marks it running; false when it is not stopped at `from`. Only the admin skip command calls it,
-    /// after recording the skip in the log.
-    async fn skip_poison(&self, projection: &str, generation: u32, from: u64, to: u64) -> Result<bool, ReadModelError>;
+    /// Marks a generation stopped at a poison event running again (its checkpoint unchanged); false when it is not
+    /// stopped. Only the admin skip command calls it, after recording the skip in the log, so the runner ignores the
+    /// event from then on.
+    async fn resume_stopped(&self, projection: &str, generation: u32) -> Result<bool, ReadModelError>;
 
     /// Marks a generation stopped at a poison event (the checkpoint stays before it).
     async fn record_failure(&self, projection: &str, generation: u32, error: &str) -> Result<(), ReadModelError>;
