@@ -76,10 +76,9 @@ pub fn runtime_config(settings: &Settings) -> Result<dossier_actors::runtime::Ru
 
 /// Starts the actor runtime on a store.
 pub async fn start_runtime(
-    settings: &Settings,
+    config: dossier_actors::runtime::RuntimeConfig,
     store: Arc<dyn EventStore>,
 ) -> Result<dossier_actors::runtime::Runtime, AppError> {
-    let config = runtime_config(settings)?;
     dossier_actors::runtime::Runtime::start(store, config).await.map_err(|error| AppError::Usage(error.to_string()))
 }
 
@@ -102,25 +101,95 @@ fn read_model_error(error: dossier_projections::read_model::ReadModelError) -> A
     AppError::Usage(error.to_string())
 }
 
-/// Starts the read-model projection under its supervising actor, publishing its progress on `status`.
+/// Starts a projection under its supervising actor, publishing its progress on `status`.
 pub async fn start_projection(
     store: Arc<dyn EventStore>,
-    read_model: Arc<dyn dossier_projections::read_model::ReadModelStore>,
+    projection: Arc<dyn dossier_projections::runner::Projection>,
     status: tokio::sync::watch::Sender<dossier_projections::runner::ProjectionStatus>,
 ) -> Result<ractor::ActorRef<dossier_actors::runtime::projection::ProjectionMsg>, AppError> {
     use dossier_actors::runtime::projection::{ProjectionActor, ProjectionArgs};
     use dossier_projections::runner::RunnerConfig;
+    let name = projection.name().to_owned();
     let args = ProjectionArgs {
         log: store,
-        read_model,
+        projection,
         config: RunnerConfig::default(),
         policy: dossier_actors::runtime::restart::RestartPolicy::default(),
         status,
     };
     let (actor, _) = ractor::Actor::spawn(None, ProjectionActor, args)
         .await
-        .map_err(|error| AppError::Usage(format!("cannot start the read-model projection: {error}")))?;
+        .map_err(|error| AppError::Usage(format!("cannot start the {name} projection: {error}")))?;
     Ok(actor)
+}
+
+/// The vector index's embedding configuration: the configured embedder's model and vector length, or BM25 only.
+pub fn embedding_config(
+    runtime: &dossier_actors::runtime::RuntimeConfig,
+) -> Result<dossier_projections::vector::EmbeddingConfig, AppError> {
+    let dense = match &runtime.embedder {
+        None => None,
+        Some(embedder) => {
+            let dimensions = embedder.dimensions().ok_or_else(|| {
+                AppError::Usage(format!(
+                    "EMBEDDING_DIMENSIONS must be set for EMBEDDING_MODEL={}: the vector index needs the vector \
+                     length to create its collection",
+                    embedder.model()
+                ))
+            })?;
+            Some((embedder.model().to_owned(), dimensions))
+        }
+    };
+    Ok(dossier_projections::vector::EmbeddingConfig { dense })
+}
+
+/// Opens the vector index: the Qdrant server at `QDRANT_URL`, or qdrant-edge under `<data dir>/vectors`.
+pub fn open_vector_index(settings: &Settings) -> Result<Arc<dyn dossier_projections::vector::VectorIndex>, AppError> {
+    if let Some(url) = &settings.qdrant_url {
+        let api_key = settings.qdrant_api_key.as_ref().map(|key| key.expose_secret().to_owned());
+        let index = dossier_projections::vector::server::ServerIndex::connect(url, api_key)
+            .map_err(|error| AppError::Usage(error.to_string()))?;
+        return Ok(Arc::new(index));
+    }
+    let root = settings.data_dir.join("vectors");
+    let index = dossier_projections::vector::edge::EdgeIndex::open(&root)
+        .map_err(|error| AppError::Usage(error.to_string()))?;
+    Ok(Arc::new(index))
+}
+
+/// The BM25 embedder with the default (tuned) parameters.
+pub fn bm25() -> Result<Arc<dossier_projections::vector::Bm25>, AppError> {
+    let bm25 = dossier_projections::vector::Bm25::new(dossier_projections::vector::Bm25Params::default())
+        .map_err(AppError::Usage)?;
+    Ok(Arc::new(bm25))
+}
+
+/// Everything the projections need, opened from the settings.
+pub struct Projections {
+    /// The read model.
+    pub read_model: Arc<dyn dossier_projections::read_model::ReadModelStore>,
+    /// The vector index's projection.
+    pub vector: Arc<dossier_projections::vector::VectorProjection>,
+    /// The BM25 embedder.
+    pub bm25: Arc<dossier_projections::vector::Bm25>,
+}
+
+/// Opens the read model and the vector index (of `config`) for `store`.
+pub async fn open_projections(
+    settings: &Settings,
+    store: Arc<dyn EventStore>,
+    config: dossier_projections::vector::EmbeddingConfig,
+) -> Result<Projections, AppError> {
+    let read_model = open_read_model(settings).await?;
+    let bm25 = bm25()?;
+    let vector = Arc::new(dossier_projections::vector::VectorProjection::new(
+        store,
+        open_vector_index(settings)?,
+        Arc::clone(&read_model),
+        config,
+        Arc::clone(&bm25),
+    ));
+    Ok(Projections { read_model, vector, bm25 })
 }
 
 #[cfg(feature = "local-embeddings")]

@@ -53,18 +53,64 @@ pub enum Command {
     },
     /// Check every stream's hash chain and the global order; exit 1 naming the first bad event.
     Verify {
-        /// Also compare the read model with a replay of the log, printing every difference.
+        /// Also compare the read model and the vector index with a replay of the log, printing every difference.
         #[arg(long)]
         projections: bool,
     },
     /// Rebuild a projection into a new generation while the live one keeps serving, then switch it in.
     Rebuild {
-        /// The projection (`read_model`).
-        #[arg(value_parser = ["read_model"])]
+        /// The projection (`read_model` or `vector_index`).
+        #[arg(value_parser = ["read_model", "vector_index"])]
         projection: String,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Retrieval quality on a BEIR data set (ingested through the pipeline into a scratch directory): nDCG@10,
+    /// Recall@10, Recall@100, MRR@10 as JSON.
+    Eval {
+        /// The corpus (`corpus.jsonl`, optionally gzipped).
+        #[arg(long)]
+        corpus: std::path::PathBuf,
+        /// The queries (`queries.jsonl`).
+        #[arg(long)]
+        queries: std::path::PathBuf,
+        /// The relevance judgements (TSV: query-id, corpus-id, score).
+        #[arg(long)]
+        qrels: std::path::PathBuf,
+        /// Retrieval mode (dense and hybrid need an embedding model).
+        #[arg(long, value_enum, default_value_t = EvalMode::Sparse)]
+        mode: EvalMode,
+        /// A cutoff reported besides 10 and 100.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Only the first N corpus documents.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Keep the ingested corpus in this directory and reuse it on later runs (tuning without re-embedding).
+        #[arg(long)]
+        workdir: Option<std::path::PathBuf>,
+        /// BM25 term-frequency saturation.
+        #[arg(long, default_value_t = dossier_projections::vector::Bm25Params::default().k1)]
+        bm25_k1: f64,
+        /// BM25 length normalisation.
+        #[arg(long, default_value_t = dossier_projections::vector::Bm25Params::default().b)]
+        bm25_b: f64,
+        /// BM25 average chunk length in tokens.
+        #[arg(long, default_value_t = dossier_projections::vector::Bm25Params::default().avg_len)]
+        bm25_avg_len: f64,
+        /// RRF rank constant (hybrid).
+        #[arg(long, default_value_t = dossier_projections::vector::search::FusionParams::default().rrf_k)]
+        rrf_k: usize,
+        /// Include per-query results.
+        #[arg(long)]
+        per_query: bool,
+    },
+    /// Administer projections.
+    Projections {
+        /// What to do.
+        #[command(subcommand)]
+        command: ProjectionsCommand,
     },
     /// Ingest files or whole directories and wait until every document is ready or failed.
     Ingest {
@@ -83,6 +129,37 @@ pub enum Command {
         /// Which benchmark.
         #[command(subcommand)]
         bench: Bench,
+    },
+}
+
+/// A retrieval mode for `eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalMode {
+    /// BM25 only.
+    Sparse,
+    /// The embedding only.
+    Dense,
+    /// Both, fused with RRF.
+    Hybrid,
+}
+
+/// Projection administration.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Move a projection stopped at a poison event past it; the skip is recorded in the log first.
+    Skip {
+        /// The projection (`read_model` or `vector_index`).
+        #[arg(value_parser = ["read_model", "vector_index"])]
+        projection: String,
+        /// The position of the event it stopped at (confirms which event is skipped).
+        #[arg(long)]
+        position: u64,
+        /// Why the event can be ignored (recorded).
+        #[arg(long)]
+        reason: String,
+        /// Who decided (recorded; default: $USER).
+        #[arg(long, env = "USER", default_value = "admin")]
+        actor: String,
     },
 }
 

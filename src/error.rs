@@ -2,6 +2,7 @@
 
 use dossier_events::StoreError;
 
+use crate::eval::DatasetError;
 use crate::settings::SettingsError;
 
 /// Everything a dossier command can fail with.
@@ -13,6 +14,9 @@ pub enum AppError {
     /// The event store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A data file (a BEIR corpus, queries or qrels) could not be read.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
     /// A file or socket operation failed.
     #[error("{context}: {source}")]
     Io {

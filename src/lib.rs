@@ -11,13 +11,16 @@ pub mod cli;
 pub mod commands;
 pub mod coordination;
 pub mod error;
+pub mod eval;
 pub mod server;
 pub mod settings;
 pub mod telemetry;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use cli::{Bench, Cli, Command};
+use cli::{Bench, Cli, Command, ProjectionsCommand};
+use dossier_projections::runner::{Projection, ReadModelProjection};
 use error::AppError;
 use settings::Settings;
 
@@ -31,7 +34,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
         }
         Command::Ingest { paths, tenant, quiet } => {
             let store = backend::open(&settings, backend::Access::Serve).await?;
-            let runtime = backend::start_runtime(&settings, std::sync::Arc::clone(&store)).await?;
+            let runtime = backend::start_runtime(backend::runtime_config(&settings)?, Arc::clone(&store)).await?;
             let show_progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
             let summary = commands::ingest::run(store, &runtime, &paths, &tenant, show_progress).await;
             runtime.shutdown();
@@ -56,16 +59,77 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             let store = backend::open(&settings, backend::Access::Inspect).await?;
             commands::verify::run(store.as_ref()).await?;
             if projections {
-                let read_model = backend::open_read_model(&settings).await?;
-                commands::projections::verify(store.as_ref(), read_model.as_ref()).await?;
+                let embedding = backend::embedding_config(&backend::runtime_config(&settings)?)?;
+                let projections = backend::open_projections(&settings, Arc::clone(&store), embedding).await?;
+                commands::projections::verify(store.as_ref(), &projections).await?;
             }
             Ok(())
         }
-        Command::Rebuild { projection: _, quiet } => {
+        Command::Rebuild { projection, quiet } => {
             let store = backend::open(&settings, backend::Access::Serve).await?;
-            let read_model = backend::open_read_model(&settings).await?;
+            let embedding = backend::embedding_config(&backend::runtime_config(&settings)?)?;
+            let projections = backend::open_projections(&settings, Arc::clone(&store), embedding).await?;
+            let projection: Arc<dyn dossier_projections::runner::Projection> = match projection.as_str() {
+                "vector_index" => projections.vector,
+                _ => Arc::new(ReadModelProjection::new(projections.read_model)),
+            };
             let show_progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-            commands::projections::rebuild(store, read_model, show_progress).await
+            commands::projections::rebuild(store, projection, show_progress).await
+        }
+        Command::Eval {
+            corpus,
+            queries,
+            qrels,
+            mode,
+            k,
+            limit,
+            workdir,
+            bm25_k1,
+            bm25_b,
+            bm25_avg_len,
+            rrf_k,
+            per_query,
+        } => {
+            use dossier_projections::vector::{Bm25Params, SearchMode, search::FusionParams};
+            let mode = match mode {
+                cli::EvalMode::Sparse => SearchMode::Sparse,
+                cli::EvalMode::Dense => SearchMode::Dense,
+                cli::EvalMode::Hybrid => SearchMode::Hybrid,
+            };
+            let args = commands::eval::EvalArgs {
+                corpus,
+                queries,
+                qrels,
+                mode,
+                k,
+                limit,
+                workdir,
+                bm25: Bm25Params { k1: bm25_k1, b: bm25_b, avg_len: bm25_avg_len },
+                fusion: FusionParams { rrf_k, ..FusionParams::default() },
+                per_query,
+            };
+            commands::eval::run(&settings, args).await
+        }
+        Command::Projections { command: ProjectionsCommand::Skip { projection, position, reason, actor } } => {
+            let store = backend::open(&settings, backend::Access::Serve).await?;
+            let embedding = backend::embedding_config(&backend::runtime_config(&settings)?)?;
+            let projections = backend::open_projections(&settings, Arc::clone(&store), embedding).await?;
+            let name = match projection.as_str() {
+                "vector_index" => projections.vector.name().to_owned(),
+                _ => dossier_projections::runner::READ_MODEL.to_owned(),
+            };
+            let report = dossier_projections::skip::skip_poison_event(
+                store.as_ref(),
+                projections.read_model.as_ref(),
+                &name,
+                position,
+                &actor,
+                &reason,
+            )
+            .await
+            .map_err(|error| AppError::Usage(error.to_string()))?;
+            println!("{}", serde_json::to_string(&report).map_err(|error| AppError::Usage(error.to_string()))?);
+            Ok(())
         }
         Command::Bench {
             bench: Bench::Rebuild { backend, documents, events_per_document, chunks_per_document, dimensions },

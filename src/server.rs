@@ -6,7 +6,8 @@ use std::sync::Arc;
 use dossier_actors::runtime::Runtime;
 use dossier_events::EventStore;
 use dossier_projections::read_model::ReadModelStore;
-use dossier_projections::runner::{READ_MODEL, initial_status};
+use dossier_projections::runner::{Projection, READ_MODEL, ReadModelProjection, initial_status};
+use dossier_projections::vector::{VECTOR_INDEX, VectorIndex};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -16,7 +17,7 @@ use crate::api::context::{ApiContext, OptionalProbes};
 use crate::api::health::{Probe, TcpProbe};
 use crate::api::live::LiveFeed;
 use crate::api::metrics::{Metrics, observe_log};
-use crate::api::projections::{ProjectionHandle, rebuild_read_model_with};
+use crate::api::projections::{ProjectionHandle, rebuild_with};
 use crate::coordination::Coordination;
 use crate::coordination::lease::ProjectionKeeper;
 use crate::error::AppError;
@@ -27,7 +28,7 @@ use crate::settings::Settings;
 pub struct Server {
     app: Application,
     runtime: Runtime,
-    keeper: tokio::task::JoinHandle<()>,
+    keepers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -41,38 +42,59 @@ impl Server {
             )));
         }
         let store = backend::open(settings, backend::Access::Serve).await?;
-        let runtime = backend::start_runtime(settings, Arc::clone(&store)).await?;
-        let read_model = backend::open_read_model(settings).await?;
+        let config = backend::runtime_config(settings)?;
+        let embedding = backend::embedding_config(&config)?;
+        let runtime = backend::start_runtime(config, Arc::clone(&store)).await?;
+        let opened = backend::open_projections(settings, Arc::clone(&store), embedding).await?;
+        let read_model = Arc::clone(&opened.read_model);
         let durable = backend::open_idempotency(settings).await?;
         let coordination = Coordination::connect(settings, durable).await?;
-        let (status, progress) = watch::channel(initial_status(READ_MODEL, 0));
-        let (running_here, running) = watch::channel(false);
         let instance_id = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
-        let keeper = ProjectionKeeper {
-            name: READ_MODEL,
-            holder: instance_id.clone(),
-            ttl: std::time::Duration::from_millis(settings.projection_lease_ms),
-            leases: Arc::clone(&coordination.leases),
-            start: {
-                let (store, read_model) = (Arc::clone(&store), Arc::clone(&read_model));
-                Arc::new(move |status| {
-                    let (store, read_model) = (Arc::clone(&store), Arc::clone(&read_model));
-                    Box::pin(async move { backend::start_projection(store, read_model, status).await })
-                })
-            },
-            status,
-            running_here,
+        let ttl = std::time::Duration::from_millis(settings.projection_lease_ms);
+        let runnable: [(&'static str, Arc<dyn Projection>); 2] = [
+            (READ_MODEL, Arc::new(ReadModelProjection::new(Arc::clone(&read_model)))),
+            (VECTOR_INDEX, opened.vector.clone()),
+        ];
+        let mut keepers = Vec::new();
+        let mut projections = Vec::new();
+        for (name, projection) in runnable {
+            let (status, progress) = watch::channel(initial_status(projection.name(), 0));
+            let (running_here, running) = watch::channel(false);
+            keepers.push(ProjectionKeeper {
+                name,
+                holder: instance_id.clone(),
+                ttl,
+                leases: Arc::clone(&coordination.leases),
+                start: {
+                    let (store, projection) = (Arc::clone(&store), Arc::clone(&projection));
+                    Arc::new(move |status| {
+                        let (store, projection) = (Arc::clone(&store), Arc::clone(&projection));
+                        Box::pin(async move { backend::start_projection(store, projection, status).await })
+                    })
+                },
+                status,
+                running_here,
+            });
+            projections.push(ProjectionHandle {
+                name,
+                status: progress,
+                running_here: running,
+                rebuild: rebuild_with(Arc::clone(&store), projection),
+            });
+        }
+        let vector_probe: Arc<dyn Probe> = Arc::new(VectorIndexProbe(Arc::clone(opened.vector.index())));
+        let services = Services {
+            store,
+            runtime: runtime.clone(),
+            read_model,
+            projections,
+            coordination,
+            instance_id,
+            vector_probe: Some(vector_probe),
         };
-        let projections = vec![ProjectionHandle {
-            name: READ_MODEL,
-            status: progress,
-            running_here: running,
-            rebuild: rebuild_read_model_with(Arc::clone(&store), Arc::clone(&read_model)),
-        }];
-        let services = Services { store, runtime: runtime.clone(), read_model, projections, coordination, instance_id };
         let app = Application::build(bind, services, settings).await?;
-        let keeper = tokio::spawn(keeper.run(app.shutdown.subscribe()));
-        Ok(Self { app, runtime, keeper })
+        let keepers = keepers.into_iter().map(|keeper| tokio::spawn(keeper.run(app.shutdown.subscribe()))).collect();
+        Ok(Self { app, runtime, keepers })
     }
 
     /// The address the API listens on.
@@ -83,8 +105,10 @@ impl Server {
     /// Serves until `shutdown` completes, then stops the projection (releasing its lease) and the runtime.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         self.app.run_until(shutdown).await;
-        if let Err(error) = self.keeper.await {
-            tracing::warn!(error = %error, "projection_keeper_failed");
+        for keeper in self.keepers {
+            if let Err(error) = keeper.await {
+                tracing::warn!(error = %error, "projection_keeper_failed");
+            }
         }
         self.runtime.shutdown();
     }
@@ -104,6 +128,8 @@ pub struct Services {
     pub coordination: Coordination,
     /// This instance's id, as a lease holder.
     pub instance_id: String,
+    /// The vector index's health probe.
+    pub vector_probe: Option<Arc<dyn Probe>>,
 }
 
 /// A bound, not yet running server (binding first lets tests ask for port 0 and learn the real port).
@@ -129,7 +155,7 @@ impl Application {
             TcpProbe::from_url(backend, url, port, redis).map(|probe| Arc::new(probe) as Arc<dyn Probe>)
         };
         let probes = OptionalProbes {
-            vector_index: None,
+            vector_index: services.vector_probe.clone(),
             llm: settings.llm_base_url.as_deref().and_then(|url| probe("openai-compatible", url, 80, false)),
             redis: settings.redis_url.as_ref().and_then(|url| probe("redis", url.expose_secret(), 6379, true)),
         };
@@ -174,6 +200,24 @@ impl Application {
         };
         warp::serve(crate::api::filter(self.context)).incoming(self.listener).graceful(signal).run().await;
         tracing::info!("server_stopped");
+    }
+}
+
+/// The vector index's health: the backend answers (the embedded engine's directory is readable; a server answers its
+/// health check).
+struct VectorIndexProbe(Arc<dyn VectorIndex>);
+
+#[async_trait::async_trait]
+impl Probe for VectorIndexProbe {
+    fn backend(&self) -> &'static str {
+        match self.0.backend_name() {
+            "embedded" => "qdrant-edge",
+            other => other,
+        }
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|error| error.to_string())
     }
 }
 

@@ -63,6 +63,11 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// `PROJECTION_LEASE_MS`: time to live of a projection lease (default 10000); its holder renews it every third.
     pub projection_lease_ms: u64,
+    /// `QDRANT_URL`: a Qdrant server's gRPC endpoint (`http://host:6334`); unset: the embedded engine under the data
+    /// directory.
+    pub qdrant_url: Option<String>,
+    /// `QDRANT_API_KEY`: its API key, if it needs one.
+    pub qdrant_api_key: Option<SecretString>,
 }
 
 /// A setting that could not be read.
@@ -125,6 +130,8 @@ impl Settings {
             redis_namespace: get("REDIS_NAMESPACE").unwrap_or_else(|| "dossier".to_owned()),
             rate_limit_per_minute: parse(&get, "RATE_LIMIT_PER_MINUTE", 600)?,
             projection_lease_ms: parse(&get, "PROJECTION_LEASE_MS", 10_000)?,
+            qdrant_url: get("QDRANT_URL"),
+            qdrant_api_key: get("QDRANT_API_KEY").map(SecretString::from),
         })
     }
 }

@@ -3,6 +3,9 @@
 mod api;
 mod cli;
 mod embed;
+mod eval_harness;
+mod evaluation;
+mod judge;
 #[cfg(feature = "local-embeddings")]
 mod local_embed;
 mod naive_contract;
@@ -14,3 +17,4 @@ mod rebuild;
 mod recovery;
 mod store_contract;
 mod support;
+mod vector_index;

@@ -4,9 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dossier_actors::runtime::Runtime;
+use dossier_events::EventStore;
 use dossier_projections::read_model::ReadModelStore;
 use dossier_projections::rebuild::{Difference, rebuild_read_model, verify_read_model};
-use dossier_projections::runner::{READ_MODEL, RunnerConfig, initial_status, run_read_model};
+use dossier_projections::runner::{
+    Projection, READ_MODEL, ReadModelProjection, RunnerConfig, initial_status, run_projection, run_read_model,
+};
 use tokio::sync::watch;
 
 use crate::contract_tests;
@@ -18,22 +21,36 @@ contract_tests!(
     verify_projections_after_row_edits_names_each_difference,
 );
 
-/// A runner following the live generation, restarted when a rebuild hands over (as the projection actor does).
-fn spawn_live_runner(
-    log: Arc<dyn dossier_events::EventStore>,
-    read_model: Arc<dyn ReadModelStore>,
-) -> tokio::task::JoinHandle<()> {
+/// Follows the live generation, restarting when a rebuild hands over (as the projection actor does).
+pub fn spawn_live_runner(log: Arc<dyn EventStore>, projection: Arc<dyn Projection>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let generation = read_model.live_generation(READ_MODEL).await.expect("live generation");
-            let (status, _) = watch::channel(initial_status(READ_MODEL, generation));
+            let name = projection.name().to_owned();
+            let generation = projection.generations().live_generation(&name).await.expect("live generation");
+            let (status, _) = watch::channel(initial_status(&name, generation));
             let config = RunnerConfig { batch_size: 50, batch_wait: Duration::from_millis(5) };
-            let result = run_read_model(Arc::clone(&log), Arc::clone(&read_model), generation, config, status, None);
-            if let Err(error) = result.await {
+            let run = run_projection(Arc::clone(&log), projection.as_ref(), generation, config, status, None);
+            if let Err(error) = run.await {
                 // A batch fenced by the switch is expected; anything else fails the test through verification.
                 tracing::debug!(error = %error, "live runner ended");
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    })
+}
+
+/// Uploads `count` documents, one every 10 ms, while a rebuild runs; yields their ids.
+pub fn spawn_writer(runtime: &Runtime, count: usize) -> tokio::task::JoinHandle<Vec<uuid::Uuid>> {
+    let runtime = runtime.clone();
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..count {
+            let text = format!("document written during the rebuild, number {i}. ").repeat(20);
+            let outcome = runtime.upload(upload(&format!("live-{i}.txt"), text.as_bytes())).await.expect("upload");
+            ids.push(outcome.document_id);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ids
     })
 }
 
@@ -62,25 +79,9 @@ async fn rebuild_while_writer_appends_switches_generation_and_equals_fresh_repla
             .await
             .expect("seed");
     }
-    let live = spawn_live_runner(Arc::clone(&log), Arc::clone(&read_model));
-    let writer = {
-        let runtime = runtime.clone();
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..40 {
-                let text = format!("document written during the rebuild, number {i}. ").repeat(20);
-                ids.push(
-                    runtime
-                        .upload(upload(&format!("live-{i}.txt"), text.as_bytes()))
-                        .await
-                        .expect("upload")
-                        .document_id,
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            ids
-        })
-    };
+    let projection: Arc<dyn Projection> = Arc::new(ReadModelProjection::new(Arc::clone(&read_model)));
+    let live = spawn_live_runner(Arc::clone(&log), projection);
+    let writer = spawn_writer(&runtime, 40);
     let (status, _) = watch::channel(initial_status(READ_MODEL, 0));
     let config = RunnerConfig { batch_size: 20, batch_wait: Duration::from_millis(5) };
     let report = rebuild_read_model(Arc::clone(&log), Arc::clone(&read_model), config, status).await.expect("rebuild");

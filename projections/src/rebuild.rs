@@ -1,4 +1,4 @@
-//! Blue/green rebuilds and verification of the read model.
+//! Blue/green rebuilds of any projection, and verification of the read model.
 //!
 //! A rebuild fills the next generation from position 0 while the live one keeps serving (and keeps being updated
 //! by its runner); once the new generation is within one batch of the head it is switched in with one conditional
@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::read_model::{ChunkRow, DocumentChange, DocumentRow, ReadModelError, ReadModelStore, apply};
-use crate::runner::{ProjectionStatus, READ_MODEL, RunnerConfig, RunnerError, run_read_model};
+use crate::runner::{
+    Projection, ProjectionStatus, READ_MODEL, ReadModelProjection, RunnerConfig, RunnerError, run_projection,
+};
 
 /// What a rebuild did.
 #[derive(Clone, Debug, Serialize)]
@@ -37,31 +39,47 @@ pub async fn rebuild_read_model(
     config: RunnerConfig,
     status: watch::Sender<ProjectionStatus>,
 ) -> Result<RebuildReport, RunnerError> {
+    rebuild(log, &ReadModelProjection::new(read_model), config, status).await
+}
+
+/// Rebuilds a projection into a new generation and switches it in.
+pub async fn rebuild(
+    log: Arc<dyn EventStore>,
+    projection: &dyn Projection,
+    config: RunnerConfig,
+    status: watch::Sender<ProjectionStatus>,
+) -> Result<RebuildReport, RunnerError> {
     let started = std::time::Instant::now();
-    let live = read_model.live_generation(READ_MODEL).await?;
+    let name = projection.name().to_owned();
+    let generations = Arc::clone(projection.generations());
+    let live = generations.live_generation(&name).await?;
     let next = live + 1;
-    if let Some(checkpoint) = read_model.checkpoint(READ_MODEL, next).await?
+    // A generation left by a rebuild that stopped at a poison event starts over; one merely interrupted resumes.
+    if let Some(checkpoint) = generations.checkpoint(&name, next).await?
         && checkpoint.state != "running"
     {
-        read_model.drop_generation(READ_MODEL, next).await?;
+        projection.drop_generation(next).await?;
     }
     status.send_modify(|s| s.generation = next);
     loop {
         let head = log.head_position().await?;
-        run_read_model(Arc::clone(&log), Arc::clone(&read_model), next, config, status.clone(), Some(head)).await?;
+        run_projection(Arc::clone(&log), projection, next, config, status.clone(), Some(head)).await?;
         let now = log.head_position().await?;
         if now.saturating_sub(head) <= config.batch_size as u64 {
             break;
         }
     }
-    if !read_model.switch_live(READ_MODEL, live, next).await? {
+    // The new generation must exist even when the log is empty (the runner prepares it only when there is work).
+    projection.prepare(next).await?;
+    if !generations.switch_live(&name, live, next).await? {
         return Err(RunnerError::ReadModel(ReadModelError::Database(format!(
-            "another rebuild switched {READ_MODEL} away from generation {live} first"
+            "another rebuild switched {name} away from generation {live} first"
         ))));
     }
-    read_model.drop_generation(READ_MODEL, live).await?;
-    let checkpoint = read_model.checkpoint(READ_MODEL, next).await?.map_or(0, |c| c.position);
-    tracing::info!(projection = READ_MODEL, from = live, to = next, checkpoint, "projection_rebuilt");
+    projection.switched(next).await?;
+    projection.drop_generation(live).await?;
+    let checkpoint = generations.checkpoint(&name, next).await?.map_or(0, |c| c.position);
+    tracing::info!(projection = %name, from = live, to = next, checkpoint, "projection_rebuilt");
     Ok(RebuildReport {
         from_generation: live,
         to_generation: next,
@@ -109,13 +127,14 @@ pub async fn verify_read_model(
 ) -> Result<Vec<Difference>, RunnerError> {
     let generation = read_model.live_generation(READ_MODEL).await?;
     let checkpoint = read_model.checkpoint(READ_MODEL, generation).await?.map_or(0, |c| c.position);
+    let skipped = crate::skip::skipped_positions(log, READ_MODEL).await?;
     let mut expected: BTreeMap<Uuid, DocumentChange> = BTreeMap::new();
     let mut position = 0;
     while position < checkpoint {
         let page = log.read_all(position, 1_000).await?;
         let Some(last) = page.last() else { break };
         position = last.position;
-        for event in page.iter().filter(|event| event.position <= checkpoint) {
+        for event in page.iter().filter(|event| event.position <= checkpoint && !skipped.contains(&event.position)) {
             let Some(document_id) = event.stream_id.document_id() else { continue };
             // `apply` only touches the chunks on events that replace them, so they stay current across events.
             apply(expected.entry(document_id).or_default(), document_id, event)?;

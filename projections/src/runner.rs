@@ -1,14 +1,17 @@
 //! The projection runner: follows the global log from a projection's checkpoint and applies events in batches.
 //!
-//! A batch closes when it holds `batch_size` events or `batch_wait` has passed since its first event. Its events are
-//! folded into the rows of the documents they touch and written with the new checkpoint in one transaction. An event
-//! the projection cannot apply (unknown type, a document never uploaded) stops the projection: it is recorded with
-//! its position and error, the checkpoint stays before it, and other projections keep running.
+//! A batch closes when it holds `batch_size` events or `batch_wait` has passed since its first event. What applying
+//! means is the projection's ([`Projection`]): the read model folds the batch into the rows of the documents it
+//! touches and writes them with the new checkpoint in one transaction; the vector index writes idempotent point
+//! upserts and deletes, then moves its checkpoint. An event the projection cannot apply (unknown type, a document
+//! never uploaded, vectors of the wrong length) stops the projection: it is recorded with its position and error,
+//! the checkpoint stays before it, and other projections keep running.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use dossier_events::{EventStore, RecordedEvent, StoreError};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -16,6 +19,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::read_model::{ApplyError, DocumentChange, ReadModelError, ReadModelStore, apply};
+use crate::vector::IndexError;
 
 /// How often a live runner checks whether a rebuild replaced its generation.
 const GENERATION_CHECK: Duration = Duration::from_secs(1);
@@ -82,17 +86,100 @@ pub enum RunnerError {
     /// The log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The read model failed.
+    /// The read model (or the checkpoint store) failed.
     #[error(transparent)]
     ReadModel(#[from] ReadModelError),
+    /// The vector index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
     /// An event cannot be applied; the projection stopped before it.
     #[error("projection stopped: {0}")]
     Poison(#[from] ApplyError),
 }
 
-/// Runs the read-model projection for `generation` until the subscription ends or an error stops it.
-///
-/// `until` bounds a run (a rebuild stops at a target head); `None` follows the log for ever.
+/// A projection: where its generations and checkpoints are recorded, and how a batch is applied.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Its name (the key of its checkpoints and live generation).
+    fn name(&self) -> &str;
+
+    /// Where its live generation and checkpoints are recorded.
+    fn generations(&self) -> &Arc<dyn ReadModelStore>;
+
+    /// Makes a generation's storage ready (a collection to create); called before a runner starts on it.
+    async fn prepare(&self, generation: u32) -> Result<(), RunnerError>;
+
+    /// A writer for one run over a generation (it may keep state from batch to batch). `skipped`: positions an
+    /// operator skipped, which the runner never hands it (a writer that reads the log itself must ignore them too).
+    fn writer(&self, generation: u32, skipped: HashSet<u64>) -> Box<dyn BatchWriter>;
+
+    /// Deletes a generation's storage and checkpoint.
+    async fn drop_generation(&self, generation: u32) -> Result<(), RunnerError>;
+
+    /// Called once `generation` is live (to point a server-side alias at it).
+    async fn switched(&self, generation: u32) -> Result<(), RunnerError>;
+}
+
+/// Applies batches of one run of a projection.
+#[async_trait]
+pub trait BatchWriter: Send {
+    /// Applies `batch` and moves the checkpoint from `from` to `to` (the batch's last position).
+    async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<(), RunnerError>;
+}
+
+/// The read model as a [`Projection`].
+pub struct ReadModelProjection {
+    read_model: Arc<dyn ReadModelStore>,
+}
+
+impl ReadModelProjection {
+    /// The read model stored in `read_model`.
+    pub fn new(read_model: Arc<dyn ReadModelStore>) -> Self {
+        Self { read_model }
+    }
+}
+
+#[async_trait]
+impl Projection for ReadModelProjection {
+    fn name(&self) -> &str {
+        READ_MODEL
+    }
+
+    fn generations(&self) -> &Arc<dyn ReadModelStore> {
+        &self.read_model
+    }
+
+    async fn prepare(&self, _generation: u32) -> Result<(), RunnerError> {
+        Ok(())
+    }
+
+    fn writer(&self, generation: u32, _skipped: HashSet<u64>) -> Box<dyn BatchWriter> {
+        Box::new(ReadModelWriter { read_model: Arc::clone(&self.read_model), generation })
+    }
+
+    async fn drop_generation(&self, generation: u32) -> Result<(), RunnerError> {
+        Ok(self.read_model.drop_generation(READ_MODEL, generation).await?)
+    }
+
+    async fn switched(&self, _generation: u32) -> Result<(), RunnerError> {
+        Ok(())
+    }
+}
+
+struct ReadModelWriter {
+    read_model: Arc<dyn ReadModelStore>,
+    generation: u32,
+}
+
+#[async_trait]
+impl BatchWriter for ReadModelWriter {
+    async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<(), RunnerError> {
+        let changes = fold(self.read_model.as_ref(), self.generation, batch).await?;
+        Ok(self.read_model.commit(READ_MODEL, self.generation, from, to, &changes).await?)
+    }
+}
+
+/// Runs the read-model projection for `generation` (see [`run_projection`]).
 pub async fn run_read_model(
     log: Arc<dyn EventStore>,
     read_model: Arc<dyn ReadModelStore>,
@@ -101,7 +188,25 @@ pub async fn run_read_model(
     status: watch::Sender<ProjectionStatus>,
     until: Option<u64>,
 ) -> Result<(), RunnerError> {
-    let mut checkpoint = read_model.checkpoint(READ_MODEL, generation).await?;
+    let projection = ReadModelProjection::new(read_model);
+    run_projection(log, &projection, generation, config, status, until).await
+}
+
+/// Runs a projection for `generation` until the subscription ends or an error stops it.
+///
+/// `until` bounds a run (a rebuild stops at a target head); `None` follows the log for ever, handing over (returning)
+/// when a rebuild makes another generation live.
+pub async fn run_projection(
+    log: Arc<dyn EventStore>,
+    projection: &dyn Projection,
+    generation: u32,
+    config: RunnerConfig,
+    status: watch::Sender<ProjectionStatus>,
+    until: Option<u64>,
+) -> Result<(), RunnerError> {
+    let name = projection.name().to_owned();
+    let generations = Arc::clone(projection.generations());
+    let mut checkpoint = generations.checkpoint(&name, generation).await?;
     if let Some(stopped) = checkpoint.as_ref().filter(|c| c.state == "stopped") {
         let error = stopped.error.clone().unwrap_or_default();
         status.send_modify(|s| s.state = RunnerState::Stopped { position: stopped.position + 1, error });
@@ -115,14 +220,17 @@ pub async fn run_read_model(
     if until.is_some_and(|until| position >= until) {
         return Ok(());
     }
+    projection.prepare(generation).await?;
+    let skipped = crate::skip::skipped_positions(log.as_ref(), &name).await?;
+    let mut writer = projection.writer(generation, skipped.clone());
     let mut subscription = Arc::clone(&log).subscribe_all(position);
     let mut generation_checked = Instant::now();
     loop {
         // A runner that follows the live generation hands over when a rebuild switches another one in.
         if until.is_none() && generation_checked.elapsed() >= GENERATION_CHECK {
             generation_checked = Instant::now();
-            if read_model.live_generation(READ_MODEL).await? != generation {
-                tracing::info!(projection = READ_MODEL, generation, "projection_generation_replaced");
+            if generations.live_generation(&name).await? != generation {
+                tracing::info!(projection = %name, generation, "projection_generation_replaced");
                 return Ok(());
             }
         }
@@ -144,12 +252,15 @@ pub async fn run_read_model(
         }
         let started = Instant::now();
         let to = last_position(&batch);
-        match fold(read_model.as_ref(), generation, &batch).await {
-            Ok(changes) => read_model.commit(READ_MODEL, generation, position, to, &changes).await?,
+        if !skipped.is_empty() {
+            batch.retain(|event| !skipped.contains(&event.position));
+        }
+        match writer.write(position, to, &batch).await {
+            Ok(()) => {}
             Err(RunnerError::Poison(error)) => {
                 let message = error.to_string();
-                tracing::error!(projection = READ_MODEL, generation, error = %message, "projection_stopped");
-                read_model.record_failure(READ_MODEL, generation, &message).await?;
+                tracing::error!(projection = %name, generation, error = %message, "projection_stopped");
+                generations.record_failure(&name, generation, &message).await?;
                 status.send_modify(|s| s.state = RunnerState::Stopped { position: error.position(), error: message });
                 return Err(RunnerError::Poison(error));
             }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dossier_projections::rebuild::rebuild_read_model;
+use dossier_projections::rebuild::rebuild as rebuild_projection;
 use dossier_projections::runner::{ProjectionStatus, RunnerConfig, RunnerState, initial_status};
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -38,16 +38,16 @@ pub struct ProjectionHandle {
     pub rebuild: RebuildProjection,
 }
 
-/// The read model's rebuild.
-pub fn rebuild_read_model_with(
+/// A projection's blue/green rebuild.
+pub fn rebuild_with(
     log: Arc<dyn dossier_events::EventStore>,
-    read_model: Arc<dyn dossier_projections::read_model::ReadModelStore>,
+    projection: Arc<dyn dossier_projections::runner::Projection>,
 ) -> RebuildProjection {
     Arc::new(move |status| {
-        let (log, read_model) = (Arc::clone(&log), Arc::clone(&read_model));
+        let (log, projection) = (Arc::clone(&log), Arc::clone(&projection));
         Box::pin(async move {
             let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
-            let report = rebuild_read_model(log, read_model, config, status).await;
+            let report = rebuild_projection(log, projection.as_ref(), config, status).await;
             report.map(|report| report.seconds).map_err(|error| error.to_string())
         })
     })

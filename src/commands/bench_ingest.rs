@@ -2,7 +2,6 @@
 //! and prints docs/s, chunks/s, peak RSS and, with an embedder, the pipeline overhead ratio (ingest throughput ÷
 //! the embedder's own throughput on the same chunks).
 
-use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,22 +9,14 @@ use std::time::Instant;
 use dossier_actors::chunk::chunk;
 use dossier_actors::runtime::{Runtime, UploadRequest};
 use dossier_events::EventMetadata;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::cli::BenchBackend;
 use crate::commands::bench::{ScratchStore, print};
 use crate::commands::ingest::ingest;
 use crate::error::AppError;
+use crate::eval::read_corpus;
 use crate::settings::Settings;
-
-#[derive(Deserialize)]
-struct CorpusLine {
-    #[serde(rename = "_id")]
-    id: String,
-    #[serde(default)]
-    title: String,
-    text: String,
-}
 
 #[derive(Serialize)]
 struct Report {
@@ -44,31 +35,6 @@ struct Report {
     overhead_ratio: Option<f64>,
 }
 
-/// Reads a BEIR `corpus.jsonl` (optionally gzipped): `(id, "title\n\ntext")`, reporting the line of a bad entry.
-pub fn read_corpus(path: &Path, limit: Option<usize>) -> Result<Vec<(String, String)>, AppError> {
-    let file = std::fs::File::open(path).map_err(|error| AppError::io(path.display().to_string(), error))?;
-    let reader: Box<dyn BufRead> = if path.extension().is_some_and(|ext| ext == "gz") {
-        Box::new(std::io::BufReader::new(flate2::read::GzDecoder::new(file)))
-    } else {
-        Box::new(std::io::BufReader::new(file))
-    };
-    let mut documents = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        if limit.is_some_and(|limit| documents.len() >= limit) {
-            break;
-        }
-        let line = line.map_err(|error| AppError::io(format!("{} line {}", path.display(), index + 1), error))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let entry: CorpusLine = serde_json::from_str(&line)
-            .map_err(|error| AppError::Usage(format!("{} line {}: {error}", path.display(), index + 1)))?;
-        let body = if entry.title.is_empty() { entry.text } else { format!("{}\n\n{}", entry.title, entry.text) };
-        documents.push((entry.id, body));
-    }
-    Ok(documents)
-}
-
 /// Runs the benchmark and prints one JSON object.
 pub async fn run(
     settings: &Settings,
@@ -76,7 +42,13 @@ pub async fn run(
     corpus: &Path,
     limit: Option<usize>,
 ) -> Result<(), AppError> {
-    let documents = read_corpus(corpus, limit)?;
+    let documents: Vec<(String, String)> = read_corpus(corpus, limit)?
+        .into_iter()
+        .map(|document| {
+            let body = document.body();
+            (document.id, body)
+        })
+        .collect();
     let scratch = ScratchStore::create(settings, backend).await?;
     let result = measure(settings, &scratch, documents).await;
     scratch.remove().await?;

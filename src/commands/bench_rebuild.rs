@@ -1,6 +1,6 @@
 //! `dossier bench rebuild`: builds a synthetic log (documents with chunks and 384-dimension vectors, plus metadata
-//! updates to reach the event count), then rebuilds the read model from it and prints events/s, total time and
-//! peak RSS as JSON.
+//! updates to reach the event count), then rebuilds the read model and the vector index (qdrant-edge) from it and
+//! prints events/s, points/s, total times and peak RSS as JSON.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +13,10 @@ use dossier_events::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Strea
 use dossier_projections::read_model::ReadModelStore;
 use dossier_projections::read_model::postgres::PostgresReadModel;
 use dossier_projections::read_model::sqlite::SqliteReadModel;
-use dossier_projections::rebuild::rebuild_read_model;
-use dossier_projections::runner::{READ_MODEL, RunnerConfig, initial_status};
+use dossier_projections::rebuild::{rebuild, rebuild_read_model};
+use dossier_projections::runner::{Projection, READ_MODEL, RunnerConfig, initial_status};
+use dossier_projections::vector::edge::EdgeIndex;
+use dossier_projections::vector::{Bm25, Bm25Params, EmbeddingConfig, VectorIndex, VectorProjection};
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -23,6 +25,9 @@ use crate::cli::BenchBackend;
 use crate::commands::bench::{ScratchStore, print};
 use crate::error::AppError;
 use crate::settings::Settings;
+
+/// The embedding model named in the synthetic `ChunksEmbedded` events.
+const SYNTHETIC_MODEL: &str = "synthetic";
 
 /// The shape of the synthetic log.
 #[derive(Clone, Copy, Debug)]
@@ -48,7 +53,11 @@ struct Report {
     fill_seconds: f64,
     read_model_rebuild_seconds: f64,
     read_model_events_per_sec: f64,
-    vector_index: Option<f64>,
+    vector_index_backend: &'static str,
+    vector_index_rebuild_seconds: f64,
+    vector_index_points: u64,
+    vector_index_points_per_sec: f64,
+    vector_index_events_per_sec: f64,
     peak_rss_mib: f64,
 }
 
@@ -75,8 +84,20 @@ async fn measure(scratch: &ScratchStore, shape: RebuildBench) -> Result<Report, 
     let (status, _) = tokio::sync::watch::channel(initial_status(READ_MODEL, 0));
     let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
     let started = Instant::now();
-    rebuild_read_model(Arc::clone(&scratch.store), read_model, config, status).await.map_err(usage)?;
+    rebuild_read_model(Arc::clone(&scratch.store), Arc::clone(&read_model), config, status).await.map_err(usage)?;
     let seconds = started.elapsed().as_secs_f64();
+
+    // The vector index: qdrant-edge in the scratch directory, BM25 for every chunk plus the recorded vectors.
+    let index: Arc<dyn VectorIndex> = Arc::new(EdgeIndex::open(&scratch.dir.join("vectors")).map_err(usage)?);
+    let embedding = EmbeddingConfig { dense: Some((SYNTHETIC_MODEL.to_owned(), shape.dimensions as u32)) };
+    let bm25 = Arc::new(Bm25::new(Bm25Params::default()).map_err(usage)?);
+    let projection =
+        VectorProjection::new(Arc::clone(&scratch.store), Arc::clone(&index), read_model, embedding.clone(), bm25);
+    let (status, _) = tokio::sync::watch::channel(initial_status(projection.name(), 0));
+    let started = Instant::now();
+    let report = rebuild(Arc::clone(&scratch.store), &projection, config, status).await.map_err(usage)?;
+    let vector_seconds = started.elapsed().as_secs_f64();
+    let points = index.count(&embedding.collection(report.to_generation)).await.map_err(usage)?;
     Ok(Report {
         benchmark: "rebuild",
         backend: scratch.store.backend_name(),
@@ -87,8 +108,11 @@ async fn measure(scratch: &ScratchStore, shape: RebuildBench) -> Result<Report, 
         fill_seconds,
         read_model_rebuild_seconds: seconds,
         read_model_events_per_sec: events as f64 / seconds,
-        // The vector index (Qdrant) is not built yet.
-        vector_index: None,
+        vector_index_backend: index.backend_name(),
+        vector_index_rebuild_seconds: vector_seconds,
+        vector_index_points: points,
+        vector_index_points_per_sec: points as f64 / vector_seconds,
+        vector_index_events_per_sec: events as f64 / vector_seconds,
         peak_rss_mib: crate::commands::bench_ingest::peak_rss_mib(),
     })
 }
@@ -151,7 +175,11 @@ fn document_events(document_id: Uuid, index: usize, shape: RebuildBench) -> Resu
             parser: "plain-text".into(),
         }),
         DocumentEvent::from(DocumentChunked { chunker: ChunkerSettings { max_chars: 1_000, overlap: 100 }, chunks }),
-        DocumentEvent::from(ChunksEmbedded { model: "synthetic".into(), dimensions: shape.dimensions as u32, vectors }),
+        DocumentEvent::from(ChunksEmbedded {
+            model: SYNTHETIC_MODEL.into(),
+            dimensions: shape.dimensions as u32,
+            vectors,
+        }),
         DocumentEvent::from(DocumentReady {}),
     ];
     for update in 0..shape.events_per_document - 5 {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_ingest;
 pub mod bench_rebuild;
+pub mod eval;
 pub mod events;
 pub mod ingest;
 pub mod projections;

@@ -1,22 +1,23 @@
-//! `dossier rebuild read_model` and `dossier verify --projections`.
+//! `dossier rebuild <projection>` and `dossier verify --projections`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dossier_events::EventStore;
-use dossier_projections::read_model::ReadModelStore;
-use dossier_projections::rebuild::{rebuild_read_model, verify_read_model};
-use dossier_projections::runner::{READ_MODEL, RunnerConfig, initial_status};
+use dossier_projections::rebuild::{rebuild as rebuild_projection, verify_read_model};
+use dossier_projections::runner::{Projection, RunnerConfig, initial_status};
+use dossier_projections::vector::verify::verify_vector_index;
 
+use crate::backend::Projections;
 use crate::error::AppError;
 
-/// Rebuilds the read model blue/green with a progress bar (position, head, events/s, ETA); prints the report.
+/// Rebuilds a projection blue/green with a progress bar (position, head, events/s, ETA); prints the report.
 pub async fn rebuild(
     log: Arc<dyn EventStore>,
-    read_model: Arc<dyn ReadModelStore>,
+    projection: Arc<dyn Projection>,
     show_progress: bool,
 ) -> Result<(), AppError> {
-    let (status, mut watch) = tokio::sync::watch::channel(initial_status(READ_MODEL, 0));
+    let (status, mut watch) = tokio::sync::watch::channel(initial_status(projection.name(), 0));
     let head = log.head_position().await?;
     let progress = if show_progress { indicatif::ProgressBar::new(head) } else { indicatif::ProgressBar::hidden() };
     progress.set_style(
@@ -33,7 +34,7 @@ pub async fn rebuild(
         }
     });
     let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
-    let report = rebuild_read_model(log, read_model, config, status).await;
+    let report = rebuild_projection(log, projection.as_ref(), config, status).await;
     watcher.abort();
     progress.finish_and_clear();
     let report = report.map_err(|error| AppError::Usage(error.to_string()))?;
@@ -41,15 +42,47 @@ pub async fn rebuild(
     Ok(())
 }
 
-/// Compares the read model with a replay of the log; prints every difference as a JSON line; fails if any.
-pub async fn verify(log: &dyn EventStore, read_model: &dyn ReadModelStore) -> Result<(), AppError> {
-    let differences = verify_read_model(log, read_model).await.map_err(|error| AppError::Usage(error.to_string()))?;
-    for difference in &differences {
-        println!("{}", serde_json::to_string(difference).map_err(|error| AppError::Usage(error.to_string()))?);
+/// Compares the read model and the vector index with a replay of the log; prints every difference as a JSON line
+/// (with the projection it concerns); fails if any.
+pub async fn verify(log: &dyn EventStore, projections: &Projections) -> Result<(), AppError> {
+    let failed = |error: dossier_projections::runner::RunnerError| AppError::Usage(error.to_string());
+    let rows = verify_read_model(log, projections.read_model.as_ref()).await.map_err(failed)?;
+    let vector = &projections.vector;
+    let points = verify_vector_index(
+        log,
+        vector.index().as_ref(),
+        projections.read_model.as_ref(),
+        vector.config(),
+        Arc::clone(&projections.bm25),
+    )
+    .await
+    .map_err(failed)?;
+    let mut lines = Vec::new();
+    for difference in &rows {
+        lines.push(tagged("read_model", difference)?);
     }
-    if differences.is_empty() {
+    for difference in &points {
+        lines.push(tagged("vector_index", difference)?);
+    }
+    for line in &lines {
+        println!("{line}");
+    }
+    if lines.is_empty() {
         Ok(())
     } else {
-        Err(AppError::Verification(format!("the read model differs from the log in {} places", differences.len())))
+        Err(AppError::Verification(format!(
+            "the projections differ from the log in {} places ({} in the read model, {} in the vector index)",
+            lines.len(),
+            rows.len(),
+            points.len()
+        )))
     }
+}
+
+fn tagged(projection: &str, difference: &impl serde::Serialize) -> Result<String, AppError> {
+    let mut value = serde_json::to_value(difference).map_err(|error| AppError::Usage(error.to_string()))?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("projection".into(), projection.into());
+    }
+    Ok(value.to_string())
 }

@@ -4,10 +4,11 @@
 //! - `POST /v1/embeddings` answers deterministic, L2-normalised vectors ([`embedding_for`]) of a configurable
 //!   dimension (default 8), and counts requests, their batch sizes and how many were in flight at once.
 //! - `POST /v1/chat/completions` answers [`CHAT_ANSWER`], as one JSON object or, with `"stream": true`, as SSE chunks
-//!   ending in `data: [DONE]`.
+//!   ending in `data: [DONE]`; every request body is recorded ([`MockOllama::chat_bodies`]).
 //!
 //! A test scripts misbehaviour through the handle: each scripted [`Behaviour`] applies to one embeddings request,
-//! in order, then normal service resumes. The server runs on its own task, on `127.0.0.1` and a port the OS picks,
+//! in order, then normal service resumes. Chat requests have their own queue of scripted [`ChatReply`]s (an
+//! answer's content, a failure status, a reply cut off by the token limit), used the same way. The server runs on its own task, on `127.0.0.1` and a port the OS picks,
 //! and stops when the handle is dropped (a request hanging at that moment is released at once).
 
 use std::collections::VecDeque;
@@ -44,6 +45,17 @@ pub enum Behaviour {
     FewerVectors,
 }
 
+/// One scripted answer to one chat completion request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatReply {
+    /// Answer with this message content (`finish_reason: stop`).
+    Answer(String),
+    /// Answer with this content, as cut off by the token limit (`finish_reason: length`).
+    Truncated(String),
+    /// Answer this status with an OpenAI-style error body.
+    Fail(u16),
+}
+
 /// A running stub server; dropping it stops the server.
 pub struct MockOllama {
     base_url: String,
@@ -58,6 +70,8 @@ struct State {
     script: Mutex<VecDeque<Behaviour>>,
     requests: AtomicUsize,
     chat_requests: AtomicUsize,
+    chat_script: Mutex<VecDeque<ChatReply>>,
+    chat_bodies: Mutex<Vec<serde_json::Value>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     batch_sizes: Mutex<Vec<usize>>,
@@ -82,6 +96,8 @@ impl MockOllama {
             script: Mutex::new(VecDeque::new()),
             requests: AtomicUsize::new(0),
             chat_requests: AtomicUsize::new(0),
+            chat_script: Mutex::new(VecDeque::new()),
+            chat_bodies: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             batch_sizes: Mutex::new(Vec::new()),
@@ -138,6 +154,21 @@ impl MockOllama {
     /// Embeddings requests received so far.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Queues one scripted chat reply (for the next chat request not already scripted).
+    pub fn push_chat(&self, reply: ChatReply) {
+        self.state.chat_script.lock().expect("chat script lock").push_back(reply);
+    }
+
+    /// Queues a chat answer with this content for the next unscripted chat request.
+    pub fn push_chat_answer(&self, content: impl Into<String>) {
+        self.push_chat(ChatReply::Answer(content.into()));
+    }
+
+    /// The JSON bodies of the chat requests received so far, in arrival order.
+    pub fn chat_bodies(&self) -> Vec<serde_json::Value> {
+        self.state.chat_bodies.lock().expect("chat bodies lock").clone()
     }
 
     /// Chat completion requests received so far.
@@ -238,10 +269,26 @@ struct ErrorDetail {
 }
 
 #[derive(Deserialize)]
+#[serde(try_from = "serde_json::Value")]
 struct ChatRequest {
     model: String,
-    #[serde(default)]
     stream: bool,
+    body: serde_json::Value,
+}
+
+/// The fields the stub reads, and the whole body for [`MockOllama::chat_bodies`]; a body without a string `model`
+/// is rejected, as a typed request struct would reject it.
+impl TryFrom<serde_json::Value> for ChatRequest {
+    type Error = String;
+
+    fn try_from(body: serde_json::Value) -> Result<Self, Self::Error> {
+        let model = body.get("model").and_then(serde_json::Value::as_str).ok_or("missing field `model`")?.to_owned();
+        let stream = match body.get("stream") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(value) => value.as_bool().ok_or("`stream` is not a boolean")?,
+        };
+        Ok(Self { model, stream, body })
+    }
 }
 
 #[derive(Serialize)]
@@ -387,6 +434,16 @@ async fn embeddings(authorization: Option<String>, request: EmbeddingsRequest, s
 
 async fn chat(request: ChatRequest, state: Arc<State>) -> Response {
     state.chat_requests.fetch_add(1, Ordering::SeqCst);
+    state.chat_bodies.lock().expect("chat bodies lock").push(request.body);
+    let (answer, finish_reason) = match state.chat_script.lock().expect("chat script lock").pop_front() {
+        None => (CHAT_ANSWER.to_owned(), "stop"),
+        Some(ChatReply::Answer(content)) => (content, "stop"),
+        Some(ChatReply::Truncated(content)) => (content, "length"),
+        Some(ChatReply::Fail(status)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error_reply(status, "scripted failure");
+        }
+    };
     if !request.stream {
         let body = ChatResponse {
             id: "chatcmpl-mock",
@@ -395,8 +452,8 @@ async fn chat(request: ChatRequest, state: Arc<State>) -> Response {
             model: request.model,
             choices: vec![ChatChoice {
                 index: 0,
-                message: ChatMessage { role: "assistant", content: CHAT_ANSWER.to_owned() },
-                finish_reason: "stop",
+                message: ChatMessage { role: "assistant", content: answer },
+                finish_reason,
             }],
             usage: ChatUsage { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
         };
@@ -413,10 +470,10 @@ async fn chat(request: ChatRequest, state: Arc<State>) -> Response {
         warp::sse::Event::default().data(serde_json::to_string(&chunk).expect("serialise chunk"))
     };
     let mut events = vec![chunk(ChunkDelta { role: Some("assistant"), content: None }, None)];
-    for word in CHAT_ANSWER.split_inclusive(' ') {
+    for word in answer.split_inclusive(' ') {
         events.push(chunk(ChunkDelta { role: None, content: Some(word.to_owned()) }, None));
     }
-    events.push(chunk(ChunkDelta { role: None, content: None }, Some("stop")));
+    events.push(chunk(ChunkDelta { role: None, content: None }, Some(finish_reason)));
     events.push(warp::sse::Event::default().data("[DONE]"));
     let stream = futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
     warp::sse::reply(stream).into_response()

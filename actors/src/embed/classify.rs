@@ -118,6 +118,20 @@ fn is_insufficient_quota(body: &str) -> bool {
     })
 }
 
+/// A one-line description of an async-openai failure through our transport, for callers other than the embedder
+/// (which classifies instead): the HTTP status and body excerpt, the transport error with its causes, or the
+/// malformed body.
+pub fn describe_openai_error(error: &OpenAIError) -> String {
+    match error {
+        OpenAIError::Reqwest(error) => error_chain(error),
+        OpenAIError::Boxed(boxed) => error_chain(&**boxed),
+        OpenAIError::JSONDeserialize(error, content) => {
+            format!("malformed response ({error}): {}", excerpt(content))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// An error and its sources, joined with `: ` (reqwest's own message alone omits the cause).
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
@@ -260,6 +274,17 @@ mod tests {
     fn classify_with_other_boxed_error_is_permanent() {
         let other: Box<dyn std::error::Error + Send + Sync> = "layer failed".into();
         assert!(!classify("m", Duration::from_secs(1), OpenAIError::Boxed(other)).is_transient());
+    }
+
+    #[test]
+    fn describe_openai_error_shows_status_body_and_malformed_content() {
+        let failure =
+            HttpStatusError { status: status(503), retry_after: None, body: "{\"error\":\"overloaded\"}".into() };
+        let described = describe_openai_error(&OpenAIError::Boxed(Box::new(failure)));
+        assert_eq!(described, "HTTP 503 Service Unavailable: {\"error\":\"overloaded\"}");
+        let parse_error = serde_json::from_str::<CreateEmbeddingResponse>("{").unwrap_err();
+        let described = describe_openai_error(&OpenAIError::JSONDeserialize(parse_error, "{".into()));
+        assert!(described.starts_with("malformed response (") && described.ends_with("): {"), "{described}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The embedding port of the ingestion pipeline: the [`Embedder`] trait, its OpenAI-compatible implementation
 //! ([`OpenAiEmbedder`]), a local one run with candle (`LocalEmbedder`, with the `local-embeddings` feature), the
-//! classified [`EmbedError`], and the backoff arithmetic the pipeline's retry loop uses.
+//! classified [`EmbedError`], and the backoff arithmetic the pipeline's retry loop uses. [`openai_client`] and
+//! [`describe_openai_error`] give other callers of OpenAI-compatible servers (the evaluation judge) the same
+//! single-attempt HTTP client.
 //!
 //! One [`Embedder::embed`] call is one attempt. Retrying is the pipeline's job, not the embedder's: each attempt
 //! becomes an event, so none may happen out of sight (that is why async-openai's built-in retry layer is replaced,
@@ -20,11 +22,13 @@ mod transport;
 
 use async_trait::async_trait;
 
+pub use classify::describe_openai_error;
 pub use error::EmbedError;
 #[cfg(feature = "local-embeddings")]
 pub use local::LocalEmbedder;
 pub use openai::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, OpenAiEmbedder, OpenAiEmbedderConfig};
 pub use retry::{RetryPolicy, backoff_delay, random_jitter};
+pub use transport::openai_client;
 
 /// Turns texts into vectors with one model.
 #[async_trait]

@@ -14,11 +14,11 @@ use async_openai::config::OpenAIConfig;
 use async_openai::types::embeddings::{CreateEmbeddingRequest, EmbeddingInput};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
 use super::classify::{check_response, classify};
-use super::transport::single_attempt_client;
+use super::transport::openai_client;
 use super::{EmbedError, Embedder};
 
 /// Default number of texts per HTTP request.
@@ -101,34 +101,13 @@ impl OpenAiEmbedder {
         if model.is_empty() {
             return Err(EmbedError::permanent("embedding model name is empty"));
         }
-        let base_url = base_url.trim().trim_end_matches('/').to_owned();
-        match reqwest::Url::parse(&base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            Ok(_) | Err(_) => {
-                return Err(EmbedError::permanent(format!(
-                    "embedding model `{model}`: base URL `{base_url}` is not an http(s) URL"
-                )));
-            }
-        }
         if batch_size == 0 || max_concurrency == 0 || timeout.is_zero() || dimensions == Some(0) {
             return Err(EmbedError::permanent(format!(
                 "embedding model `{model}`: batch_size, max_concurrency, timeout and dimensions must be non-zero"
             )));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|error| EmbedError::permanent(format!("embedding model `{model}`: HTTP client: {error}")))?;
-        // Every field is set explicitly: `OpenAIConfig::new()` otherwise falls back to the OPENAI_API_KEY,
-        // OPENAI_ORG_ID and OPENAI_PROJECT_ID environment variables, which would send an OpenAI key to whatever
-        // server `base_url` names. No key means an empty bearer token, which keyless servers (Ollama) ignore.
-        let openai = OpenAIConfig::new()
-            .with_api_base(base_url.clone())
-            .with_api_key(api_key.as_ref().map(|key| key.expose_secret().to_owned()).unwrap_or_default())
-            .with_org_id("")
-            .with_project_id("");
-        let client = single_attempt_client(openai, http);
+        let (base_url, client) = openai_client(&base_url, api_key.as_ref(), timeout)
+            .map_err(|reason| EmbedError::permanent(format!("embedding model `{model}`: {reason}")))?;
         let permits = Semaphore::new(max_concurrency);
         Ok(Self { client, permits, base_url, model, dimensions, batch_size, max_concurrency, timeout })
     }

@@ -8,6 +8,10 @@
 //! request once and turns any non-2xx response into an [`HttpStatusError`] (status, `Retry-After`, a bounded
 //! excerpt of the body), which reaches the embedder as `OpenAIError::Boxed`. Everything above the transport
 //! (request building, auth header, JSON types) is still async-openai's.
+//!
+//! [`openai_client`] builds such a client for any OpenAI-compatible endpoint; the embedder uses it, and so does
+//! anything else that calls the same kind of server (the evaluation judge's chat completions), so there is one HTTP
+//! stack and one way of configuring it.
 
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +21,7 @@ use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
+use secrecy::{ExposeSecret, SecretString};
 
 /// How much of an error body is kept for the error message (servers sometimes answer with whole HTML pages).
 const BODY_EXCERPT_CHARS: usize = 300;
@@ -33,8 +38,43 @@ pub(crate) struct HttpStatusError {
     pub body: String,
 }
 
+/// An async-openai client for the OpenAI-compatible API at `base_url` (e.g. `http://localhost:11434/v1`) that sends
+/// every request exactly once, with `timeout` for the whole request (connecting: at most 10 s of it). Returns the
+/// normalised base URL (trimmed, no trailing `/`) with the client.
+///
+/// Fails, with a reason to be prefixed by the caller's context, on a base URL that is not `http(s)://…`, a zero
+/// timeout, or a TLS setup that cannot be built. Sends nothing.
+pub fn openai_client(
+    base_url: &str,
+    api_key: Option<&SecretString>,
+    timeout: Duration,
+) -> Result<(String, Client<OpenAIConfig>), String> {
+    let base_url = base_url.trim().trim_end_matches('/').to_owned();
+    match reqwest::Url::parse(&base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        Ok(_) | Err(_) => return Err(format!("base URL `{base_url}` is not an http(s) URL")),
+    }
+    if timeout.is_zero() {
+        return Err("the request timeout must be non-zero".to_owned());
+    }
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .build()
+        .map_err(|error| format!("HTTP client: {error}"))?;
+    // Every field is set explicitly: `OpenAIConfig::new()` otherwise falls back to the OPENAI_API_KEY,
+    // OPENAI_ORG_ID and OPENAI_PROJECT_ID environment variables, which would send an OpenAI key to whatever
+    // server `base_url` names. No key means an empty bearer token, which keyless servers (Ollama) ignore.
+    let config = OpenAIConfig::new()
+        .with_api_base(base_url.clone())
+        .with_api_key(api_key.map(|key| key.expose_secret().to_owned()).unwrap_or_default())
+        .with_org_id("")
+        .with_project_id("");
+    Ok((base_url, single_attempt_client(config, http)))
+}
+
 /// An async-openai client whose every request is sent exactly once through `http`.
-pub(crate) fn single_attempt_client(config: OpenAIConfig, http: reqwest::Client) -> Client<OpenAIConfig> {
+fn single_attempt_client(config: OpenAIConfig, http: reqwest::Client) -> Client<OpenAIConfig> {
     let service = tower::service_fn(move |factory: HttpRequestFactory| {
         let http = http.clone();
         async move {

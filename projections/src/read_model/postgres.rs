@@ -48,6 +48,8 @@ const CREATE_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, gener
 /// the row lock until it commits; this then re-reads the moved row and matches nothing.
 const MOVE_CHECKPOINT: &str = "UPDATE projection_checkpoints SET position = $4, updated_at = now()
     WHERE name = $1 AND generation = $2 AND position = $3";
+const RESUME_STOPPED: &str = "UPDATE projection_checkpoints SET state = 'running', error = NULL, updated_at = now()
+    WHERE name = $1 AND generation = $2 AND state = 'stopped' RETURNING name";
 const RECORD_FAILURE: &str = "INSERT INTO projection_checkpoints (name, generation, position, state, error)
     VALUES ($1, $2, 0, 'stopped', $3)
     ON CONFLICT (name, generation) DO UPDATE SET state = 'stopped', error = excluded.error, updated_at = now()";
@@ -494,6 +496,12 @@ impl ReadModelStore for PostgresReadModel {
         self.query("recording a failure", RECORD_FAILURE, &[&projection, &generation, &error]).await.map(|_| ())
     }
 
+    async fn resume_stopped(&self, projection: &str, generation: u32) -> Result<bool, ReadModelError> {
+        let generation = int(generation, "generation")?;
+        let rows = self.query("resuming a stopped projection", RESUME_STOPPED, &[&projection, &generation]).await?;
+        Ok(rows.len() == 1)
+    }
+
     async fn switch_live(&self, projection: &str, from: u32, to: u32) -> Result<bool, ReadModelError> {
         let (from, to) = (int(from, "generation")?, int(to, "generation")?);
         let client = self.client().await?;
@@ -519,6 +527,16 @@ impl ReadModelStore for PostgresReadModel {
             transaction.execute(sql, &[&generation]).await.map_err(|error| self.located(WHAT, error))?;
         }
         transaction.commit().await.map_err(|error| self.located(WHAT, error))
+    }
+
+    async fn drop_checkpoint(&self, projection: &str, generation: u32) -> Result<(), ReadModelError> {
+        let generation = int(generation, "generation")?;
+        let client = self.client().await?;
+        client
+            .execute(DROP_CHECKPOINT, &[&projection, &generation])
+            .await
+            .map_err(|error| self.located("dropping a checkpoint", error))?;
+        Ok(())
     }
 
     async fn all_document_ids(&self, generation: u32) -> Result<Vec<Uuid>, ReadModelError> {

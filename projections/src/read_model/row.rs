@@ -90,13 +90,26 @@ pub enum ApplyError {
         /// The document.
         document_id: Uuid,
     },
+    /// The event's vectors do not fit the vector index's collection (a vector of another length for the same model,
+    /// or a vector count that is not the chunk count): rejected rather than truncated.
+    #[error("position {position}: document {document_id}: {reason}")]
+    BadVectors {
+        /// Its position.
+        position: u64,
+        /// The document.
+        document_id: Uuid,
+        /// What does not fit.
+        reason: String,
+    },
 }
 
 impl ApplyError {
     /// The position of the event that could not be applied.
     pub fn position(&self) -> u64 {
         match self {
-            Self::Undecodable { position, .. } | Self::MissingDocument { position, .. } => *position,
+            Self::Undecodable { position, .. }
+            | Self::MissingDocument { position, .. }
+            | Self::BadVectors { position, .. } => *position,
         }
     }
 }

@@ -47,6 +47,8 @@ const CREATE_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, gener
 /// The fence: moves the checkpoint only if it is still where the batch started.
 const MOVE_CHECKPOINT: &str = "UPDATE projection_checkpoints SET position = ?4, updated_at = ?5
     WHERE name = ?1 AND generation = ?2 AND position = ?3";
+const RESUME_STOPPED: &str = "UPDATE projection_checkpoints SET state = 'running', error = NULL, updated_at = ?3
+    WHERE name = ?1 AND generation = ?2 AND state = 'stopped'";
 const RECORD_FAILURE: &str = "INSERT INTO projection_checkpoints (name, generation, position, state, error, updated_at)
     VALUES (?1, ?2, 0, 'stopped', ?3, ?4)
     ON CONFLICT (name, generation) DO UPDATE SET state = 'stopped', error = excluded.error,
@@ -446,6 +448,14 @@ impl ReadModelStore for SqliteReadModel {
         .await
     }
 
+    async fn resume_stopped(&self, projection: &str, generation: u32) -> Result<bool, ReadModelError> {
+        let name = projection.to_owned();
+        self.write("resuming a stopped projection", move |connection| {
+            Ok(connection.prepare_cached(RESUME_STOPPED)?.execute(params![name, generation, now_micros()])? == 1)
+        })
+        .await
+    }
+
     async fn switch_live(&self, projection: &str, from: u32, to: u32) -> Result<bool, ReadModelError> {
         let name = projection.to_owned();
         self.write("switching generations", move |connection| {
@@ -463,6 +473,15 @@ impl ReadModelStore for SqliteReadModel {
             transaction.execute(DROP_CHUNKS, params![generation])?;
             transaction.execute(DROP_DOCUMENTS, params![generation])?;
             transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn drop_checkpoint(&self, projection: &str, generation: u32) -> Result<(), ReadModelError> {
+        let name = projection.to_owned();
+        self.write("dropping a checkpoint", move |connection| {
+            connection.execute(DROP_CHECKPOINT, params![name, generation])?;
             Ok(())
         })
         .await

@@ -84,8 +84,16 @@ pub trait ReadModelStore: Send + Sync + 'static {
     /// Deletes a generation's rows and checkpoint.
     async fn drop_generation(&self, projection: &str, generation: u32) -> Result<(), ReadModelError>;
 
+    /// Deletes only a generation's checkpoint (for projections whose rows live elsewhere, like the vector index).
+    async fn drop_checkpoint(&self, projection: &str, generation: u32) -> Result<(), ReadModelError>;
+
     /// Every document id stored in a generation (deleted ones included), for verification.
     async fn all_document_ids(&self, generation: u32) -> Result<Vec<Uuid>, ReadModelError>;
+
+    /// Marks a generation stopped at a poison event running again (its checkpoint unchanged); false when it is not
+    /// stopped. Only the admin skip command calls it, after recording the skip in the log, so the runner ignores the
+    /// event from then on.
+    async fn resume_stopped(&self, projection: &str, generation: u32) -> Result<bool, ReadModelError>;
 
     /// Marks a generation stopped at a poison event (the checkpoint stays before it).
     async fn record_failure(&self, projection: &str, generation: u32, error: &str) -> Result<(), ReadModelError>;

@@ -1,0 +1,448 @@
+//! The embedded vector index: qdrant-edge (the in-process Qdrant engine), one shard directory per collection under
+//! `<data dir>/vectors/`.
+//!
+//! qdrant-edge's API blocks, so every call runs on tokio's blocking pool. Writes are followed by a flush (WAL and
+//! segments) before `apply` returns, because 0.7.2 does not replay its WAL on load: only flushed segments survive a
+//! crash, and the projection moves its checkpoint only after `apply` returns. The HNSW graph is built by
+//! `optimize()`, which blocks for long on large collections; it runs on its own thread, at most one per collection,
+//! whenever the points not yet covered by the graph grow past a threshold, while reads and writes continue.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use qdrant_edge::{
+    EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams, FieldIndexOperations, Filter, Fusion, Modifier,
+    NamedQuery, PayloadOps, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum,
+    QueryRequest, ScoringQuery, ScrollRequest, SetPayloadOp, UpdateOperation, VectorInternal, VectorStructInternal,
+    WithPayloadInterface, WithVector,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::vector::index::{CollectionSpec, IndexError, IndexOp, StoredPoint, VectorIndex};
+use crate::vector::names::{DENSE, SPARSE};
+use crate::vector::search::{PointFilter, SearchHit, SearchQuery};
+use crate::vector::{ChunkPoint, SparseVector};
+
+/// Points written since the last graph build that trigger a background `optimize()`.
+const OPTIMIZE_AFTER_POINTS: usize = 20_000;
+
+struct Collection {
+    shard: Arc<EdgeShard>,
+    optimizing: Arc<AtomicBool>,
+    written_since_optimize: Mutex<usize>,
+}
+
+/// qdrant-edge collections under one directory.
+///
+/// A dropped collection's directory is deleted only once nothing uses its shard any more: qdrant-edge flushes a
+/// shard when it is dropped and panics if its files are gone. Until then the collection is *retired*: reads and
+/// writes see it as missing, and its files stay.
+pub struct EdgeIndex {
+    root: PathBuf,
+    open: Mutex<HashMap<String, Arc<Collection>>>,
+    retired: Mutex<Vec<(String, PathBuf, Arc<Collection>)>>,
+    optimize_after: usize,
+}
+
+impl EdgeIndex {
+    /// Opens (creating it if needed) the directory holding the collections.
+    pub fn open(root: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(root)
+            .map_err(|error| IndexError::engine(&root.display().to_string(), format!("cannot create: {error}")))?;
+        Ok(Self {
+            root: root.to_owned(),
+            open: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
+            optimize_after: OPTIMIZE_AFTER_POINTS,
+        })
+    }
+
+    /// Changes how many written points trigger a background graph build (tests use small values).
+    pub fn with_optimize_after(mut self, points: usize) -> Self {
+        self.optimize_after = points.max(1);
+        self
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, IndexError> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(IndexError::Invalid(format!("invalid collection name {name:?}")));
+        }
+        Ok(self.root.join(name))
+    }
+
+    /// The open collection, loading it from disk on first use.
+    async fn collection(&self, name: &str) -> Result<Arc<Collection>, IndexError> {
+        if let Some(collection) = self.lock().get(name) {
+            return Ok(Arc::clone(collection));
+        }
+        if self.is_retired(name) {
+            return Err(IndexError::MissingCollection(name.to_owned()));
+        }
+        let path = self.path(name)?;
+        if !path.join("edge_config.json").exists() {
+            return Err(IndexError::MissingCollection(name.to_owned()));
+        }
+        let owned = name.to_owned();
+        let shard =
+            blocking(name, move || EdgeShard::load(&path, None).map_err(|e| IndexError::engine(&owned, e))).await?;
+        Ok(self.insert(name, shard))
+    }
+
+    fn insert(&self, name: &str, shard: EdgeShard) -> Arc<Collection> {
+        let collection = Arc::new(Collection {
+            shard: Arc::new(shard),
+            optimizing: Arc::new(AtomicBool::new(false)),
+            written_since_optimize: Mutex::new(0),
+        });
+        Arc::clone(self.lock().entry(name.to_owned()).or_insert(collection))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Collection>>> {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn retired(&self) -> std::sync::MutexGuard<'_, Vec<(String, PathBuf, Arc<Collection>)>> {
+        self.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn is_retired(&self, name: &str) -> bool {
+        self.retired().iter().any(|(retired, _, _)| retired == name)
+    }
+
+    /// Deletes the files of retired collections nobody uses any more (dropping the shard flushes it first).
+    async fn reap(&self) -> Result<(), IndexError> {
+        let idle: Vec<(String, PathBuf, Arc<Collection>)> = {
+            let mut retired = self.retired();
+            let (idle, busy) = retired.drain(..).partition(|(_, _, c)| Arc::strong_count(c) == 1);
+            *retired = busy;
+            idle
+        };
+        for (name, path, collection) in idle {
+            blocking(&name.clone(), move || {
+                drop(collection);
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => Ok(()),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(error) => Err(IndexError::engine(&name, error)),
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Builds the HNSW graph now (blocking until done); used by benchmarks and tests.
+    pub async fn optimize(&self, name: &str) -> Result<(), IndexError> {
+        let collection = self.collection(name).await?;
+        let owned = name.to_owned();
+        blocking(name, move || collection.shard.optimize().map(|_| ()).map_err(|e| IndexError::engine(&owned, e))).await
+    }
+
+    /// Starts a background graph build when enough points arrived since the last one and none is running.
+    fn maybe_optimize(&self, name: &str, collection: &Arc<Collection>, written: usize) {
+        let mut pending = collection.written_since_optimize.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *pending += written;
+        if *pending < self.optimize_after || collection.optimizing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        *pending = 0;
+        let shard = Arc::clone(&collection.shard);
+        let flag = Arc::clone(&collection.optimizing);
+        let name = name.to_owned();
+        let spawned = std::thread::Builder::new().name("edge-optimize".into()).spawn(move || {
+            let started = std::time::Instant::now();
+            match shard.optimize() {
+                Ok(_) => tracing::info!(collection = %name, seconds = started.elapsed().as_secs_f64(), "vector_index_optimized"),
+                Err(error) => tracing::warn!(collection = %name, error = %error, "vector_index_optimize_failed"),
+            }
+            flag.store(false, Ordering::SeqCst);
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(error = %error, "vector_index_optimize_not_started");
+            collection.optimizing.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    collection: &str,
+    work: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, IndexError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| IndexError::engine(collection, error))?
+}
+
+fn edge_filter(collection: &str, filter: &PointFilter) -> Result<Filter, IndexError> {
+    serde_json::from_value(filter.to_qdrant_json()?).map_err(|error| IndexError::engine(collection, error))
+}
+
+fn edge_point(point: &ChunkPoint) -> Result<PointStruct, IndexError> {
+    let mut vectors: HashMap<String, qdrant_edge::Vector> = HashMap::new();
+    let sparse = qdrant_edge::Vector::new_sparse(point.sparse.indices.clone(), point.sparse.values.clone())
+        .map_err(|error| IndexError::Invalid(format!("document {}: {error}", point.document_id)))?;
+    vectors.insert(SPARSE.to_owned(), sparse);
+    if let Some(dense) = &point.dense {
+        vectors.insert(DENSE.to_owned(), qdrant_edge::Vector::new_dense(dense.clone()));
+    }
+    Ok(PointStruct::new(PointId::Uuid(point.id()), vectors, point.payload()))
+}
+
+fn edge_update(collection: &str, op: IndexOp) -> Result<UpdateOperation, IndexError> {
+    Ok(match op {
+        IndexOp::Upsert(points) => {
+            let points = points.iter().map(|p| edge_point(p).map(Into::into)).collect::<Result<Vec<_>, _>>()?;
+            UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)))
+        }
+        IndexOp::DeleteDocuments(documents) => {
+            let filter = PointFilter { document_ids: documents, ..PointFilter::default() };
+            UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(edge_filter(collection, &filter)?))
+        }
+        IndexOp::DeleteChunksFrom { document_id, from_index } => {
+            let filter = PointFilter {
+                document_ids: vec![document_id],
+                from_chunk_index: Some(from_index),
+                ..PointFilter::default()
+            };
+            UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(edge_filter(collection, &filter)?))
+        }
+        IndexOp::SetMetadata { document_id, metadata, position } => {
+            let filter = PointFilter { document_ids: vec![document_id], ..PointFilter::default() };
+            let payload = json!({ "metadata": Value::Object(metadata), "position": position });
+            let Value::Object(payload) = payload else { unreachable!("json! of an object is an object") };
+            UpdateOperation::PayloadOperation(PayloadOps::SetPayload(SetPayloadOp {
+                payload: qdrant_edge::Payload(payload),
+                points: None,
+                filter: Some(edge_filter(collection, &filter)?),
+                key: None,
+            }))
+        }
+    })
+}
+
+fn uuid_of(id: &PointId) -> Option<Uuid> {
+    match id {
+        PointId::Uuid(uuid) => Some(*uuid),
+        PointId::NumId(_) => None,
+    }
+}
+
+fn stored_point(id: Uuid, payload: Option<qdrant_edge::Payload>, vector: Option<VectorStructInternal>) -> StoredPoint {
+    let mut sparse = SparseVector::default();
+    let mut dense = None;
+    if let Some(VectorStructInternal::Named(named)) = vector {
+        for (name, vector) in named {
+            match (name.as_str(), vector) {
+                (SPARSE, VectorInternal::Sparse(mut vector)) => {
+                    vector.sort_by_indices();
+                    sparse = SparseVector { indices: vector.indices, values: vector.values };
+                }
+                (DENSE, VectorInternal::Dense(vector)) => dense = Some(vector),
+                _ => {}
+            }
+        }
+    }
+    StoredPoint { id, payload: Value::Object(payload.map(|p| p.0).unwrap_or_default()), sparse, dense }
+}
+
+#[async_trait]
+impl VectorIndex for EdgeIndex {
+    fn backend_name(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<(), IndexError> {
+        self.reap().await?;
+        if self.is_retired(&spec.name) {
+            return Err(IndexError::engine(&spec.name, "the collection is being dropped and still in use; try again"));
+        }
+        if self.collection(&spec.name).await.is_ok() {
+            return Ok(());
+        }
+        let path = self.path(&spec.name)?;
+        let mut config = EdgeConfig {
+            sparse_vectors: HashMap::from([(
+                SPARSE.to_owned(),
+                EdgeSparseVectorParams { modifier: Some(Modifier::Idf), ..Default::default() },
+            )]),
+            ..Default::default()
+        };
+        if let Some(dimensions) = spec.dense_dimensions {
+            let params = EdgeVectorParams::builder(dimensions as usize, qdrant_edge::Distance::Cosine).build();
+            config.vectors.insert(DENSE.to_owned(), params);
+        }
+        let name = spec.name.clone();
+        let shard = blocking(&spec.name, move || {
+            // A directory left by a creation that crashed half-way holds no segment yet: start it again.
+            if path.exists() {
+                std::fs::remove_dir_all(&path).map_err(|e| IndexError::engine(&name, e))?;
+            }
+            std::fs::create_dir_all(&path).map_err(|e| IndexError::engine(&name, e))?;
+            let shard = EdgeShard::new(&path, config).map_err(|e| IndexError::engine(&name, e))?;
+            for (field, schema) in [
+                ("tenant", json!({ "type": "keyword", "is_tenant": true })),
+                ("document", json!({ "type": "keyword" })),
+                ("chunk_index", json!({ "type": "integer" })),
+            ] {
+                let create = qdrant_edge::CreateIndex {
+                    field_name: field.parse().map_err(|_| IndexError::engine(&name, format!("bad field {field}")))?,
+                    field_schema: Some(serde_json::from_value(schema).map_err(|e| IndexError::engine(&name, e))?),
+                };
+                shard
+                    .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(create)))
+                    .map_err(|e| IndexError::engine(&name, e))?;
+            }
+            shard.flush();
+            Ok(shard)
+        })
+        .await?;
+        self.insert(&spec.name, shard);
+        Ok(())
+    }
+
+    async fn drop_collection(&self, name: &str) -> Result<(), IndexError> {
+        let path = self.path(name)?;
+        let removed = self.lock().remove(name);
+        match removed {
+            Some(collection) => self.retired().push((name.to_owned(), path, collection)),
+            None => {
+                let owned = name.to_owned();
+                blocking(name, move || match std::fs::remove_dir_all(&path) {
+                    Ok(()) => Ok(()),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(error) => Err(IndexError::engine(&owned, error)),
+                })
+                .await?;
+            }
+        }
+        self.reap().await
+    }
+
+    async fn collection_exists(&self, name: &str) -> Result<bool, IndexError> {
+        match self.collection(name).await {
+            Ok(_) => Ok(true),
+            Err(IndexError::MissingCollection(_)) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn apply(&self, name: &str, ops: Vec<IndexOp>) -> Result<(), IndexError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let collection = self.collection(name).await?;
+        let written: usize = ops.iter().map(|op| if let IndexOp::Upsert(points) = op { points.len() } else { 0 }).sum();
+        let owned = name.to_owned();
+        let shard = Arc::clone(&collection.shard);
+        blocking(name, move || {
+            for op in ops {
+                shard.update(edge_update(&owned, op)?).map_err(|e| IndexError::engine(&owned, e))?;
+            }
+            shard.flush();
+            Ok(())
+        })
+        .await?;
+        self.maybe_optimize(name, &collection, written);
+        Ok(())
+    }
+
+    async fn search(&self, name: &str, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError> {
+        let collection = self.collection(name).await?;
+        let filter = edge_filter(name, &query.filter)?;
+        let sparse = query.sparse.as_ref().map(|sparse| {
+            let vector = qdrant_edge::SparseVector { indices: sparse.indices.clone(), values: sparse.values.clone() };
+            QueryEnum::Nearest(NamedQuery { query: VectorInternal::from(vector), using: Some(SPARSE.to_owned()) })
+        });
+        let dense = query.dense.as_ref().map(|dense| {
+            QueryEnum::Nearest(NamedQuery { query: VectorInternal::from(dense.clone()), using: Some(DENSE.to_owned()) })
+        });
+        let (prefetches, scoring) = match (sparse, dense) {
+            (Some(sparse), Some(dense)) => {
+                let prefetch = |candidates: QueryEnum| Prefetch {
+                    prefetches: vec![],
+                    query: Some(ScoringQuery::Vector(candidates)),
+                    limit: query.prefetch_limit,
+                    params: None,
+                    filter: Some(filter.clone()),
+                    score_threshold: None,
+                };
+                let fusion = ScoringQuery::Fusion(Fusion::Rrf { k: query.rrf_k, weights: None });
+                (vec![prefetch(sparse), prefetch(dense)], fusion)
+            }
+            (Some(one), None) | (None, Some(one)) => (vec![], ScoringQuery::Vector(one)),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let request = QueryRequest {
+            prefetches,
+            query: Some(scoring),
+            filter: Some(filter),
+            score_threshold: None,
+            limit: query.limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        };
+        let owned = name.to_owned();
+        let shard = Arc::clone(&collection.shard);
+        let points = blocking(name, move || shard.query(request).map_err(|e| IndexError::engine(&owned, e))).await?;
+        points
+            .into_iter()
+            .map(|point| {
+                let payload = Value::Object(point.payload.map(|p| p.0).unwrap_or_default());
+                SearchHit::from_payload(point.score, &payload)
+                    .ok_or_else(|| IndexError::engine(name, format!("point {:?} has an unreadable payload", point.id)))
+            })
+            .collect()
+    }
+
+    async fn scroll(&self, name: &str, after: Option<Uuid>, limit: usize) -> Result<Vec<StoredPoint>, IndexError> {
+        let collection = self.collection(name).await?;
+        let request = ScrollRequest {
+            offset: after.map(PointId::Uuid),
+            limit: Some(limit + 1),
+            filter: None,
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: WithVector::Bool(true),
+            order_by: None,
+        };
+        let owned = name.to_owned();
+        let shard = Arc::clone(&collection.shard);
+        let (records, _) =
+            blocking(name, move || shard.scroll(request).map_err(|e| IndexError::engine(&owned, e))).await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|record| uuid_of(&record.id).map(|id| (id, record)))
+            .filter(|(id, _)| Some(*id) != after)
+            .take(limit)
+            .map(|(id, record)| stored_point(id, record.payload, record.vector))
+            .collect())
+    }
+
+    async fn count(&self, name: &str) -> Result<u64, IndexError> {
+        let collection = self.collection(name).await?;
+        let owned = name.to_owned();
+        let shard = Arc::clone(&collection.shard);
+        blocking(name, move || {
+            shard
+                .count(qdrant_edge::CountRequest { filter: None, exact: true })
+                .map(|count| count as u64)
+                .map_err(|e| IndexError::engine(&owned, e))
+        })
+        .await
+    }
+
+    async fn set_alias(&self, _alias: &str, _collection: &str) -> Result<(), IndexError> {
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), IndexError> {
+        let root = self.root.clone();
+        blocking("(root)", move || {
+            std::fs::metadata(&root).map(|_| ()).map_err(|e| IndexError::engine(&root.display().to_string(), e))
+        })
+        .await
+    }
+}

@@ -1,0 +1,120 @@
+//! The vector index's storage port: collections of chunk points, written by the projection, read by search and
+//! verification. Implemented by qdrant-edge in process ([`crate::vector::edge`]) and a Qdrant server
+//! ([`crate::vector::server`]).
+
+use async_trait::async_trait;
+use dossier_events::document::Metadata;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::vector::search::{SearchHit, SearchQuery};
+use crate::vector::{ChunkPoint, SparseVector};
+
+/// A collection's layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectionSpec {
+    /// Its name.
+    pub name: String,
+    /// The dense vector's length, when it holds one.
+    pub dense_dimensions: Option<u32>,
+}
+
+/// One write to a collection. Every one is idempotent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IndexOp {
+    /// Inserts or replaces these points.
+    Upsert(Vec<ChunkPoint>),
+    /// Deletes every point of these documents.
+    DeleteDocuments(Vec<Uuid>),
+    /// Deletes a document's points from this chunk index on (left over from a longer earlier version).
+    DeleteChunksFrom {
+        /// The document.
+        document_id: Uuid,
+        /// The first chunk index to delete.
+        from_index: u32,
+    },
+    /// Replaces the metadata (and position) in the payload of every point of a document.
+    SetMetadata {
+        /// The document.
+        document_id: Uuid,
+        /// Its metadata now.
+        metadata: Metadata,
+        /// The position of the event that changed it.
+        position: u64,
+    },
+}
+
+/// A point as stored, for verification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredPoint {
+    /// Its id.
+    pub id: Uuid,
+    /// Its payload.
+    pub payload: Value,
+    /// Its sparse vector, indices ascending.
+    pub sparse: SparseVector,
+    /// Its dense vector.
+    pub dense: Option<Vec<f32>>,
+}
+
+/// Errors of the vector index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The engine or server failed.
+    #[error("vector index {collection}: {message}")]
+    Engine {
+        /// The collection.
+        collection: String,
+        /// What failed.
+        message: String,
+    },
+    /// The collection does not exist.
+    #[error("vector index: collection {0} does not exist")]
+    MissingCollection(String),
+    /// The request is invalid (e.g. a metadata filter key the index cannot address).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl IndexError {
+    /// An engine error on a collection.
+    pub fn engine(collection: &str, message: impl std::fmt::Display) -> Self {
+        Self::Engine { collection: collection.to_owned(), message: message.to_string() }
+    }
+}
+
+/// A vector index backend.
+#[async_trait]
+pub trait VectorIndex: Send + Sync + 'static {
+    /// `embedded` (qdrant-edge) or `qdrant` (a server).
+    fn backend_name(&self) -> &'static str;
+
+    /// Creates the collection with its vectors and payload indexes, unless it exists.
+    async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<(), IndexError>;
+
+    /// Deletes the collection if it exists.
+    async fn drop_collection(&self, name: &str) -> Result<(), IndexError>;
+
+    /// Whether the collection exists.
+    async fn collection_exists(&self, name: &str) -> Result<bool, IndexError>;
+
+    /// Applies the writes in order and makes them durable before returning.
+    async fn apply(&self, collection: &str, ops: Vec<IndexOp>) -> Result<(), IndexError>;
+
+    /// Searches a collection.
+    async fn search(&self, collection: &str, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError>;
+
+    /// A page of stored points by id, after `after`; the next page starts after the last id returned.
+    async fn scroll(&self, collection: &str, after: Option<Uuid>, limit: usize)
+    -> Result<Vec<StoredPoint>, IndexError>;
+
+    /// The number of points in a collection.
+    async fn count(&self, collection: &str) -> Result<u64, IndexError>;
+
+    /// Points `alias` at `collection` (a server alias; the embedded engine keeps none, its live generation is the
+    /// read model's record).
+    async fn set_alias(&self, alias: &str, collection: &str) -> Result<(), IndexError>;
+
+    /// Checks the backend answers.
+    async fn ping(&self) -> Result<(), IndexError>;
+}

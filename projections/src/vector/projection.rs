@@ -1,0 +1,129 @@
+//! The vector index as a [`Projection`]: each generation is a collection; its checkpoint and the live generation are
+//! recorded next to the read model's (same tables, under the name `vector_index:<configuration>`).
+//!
+//! A batch's writes go to the collection first and the checkpoint moves after they are durable, so a crash between
+//! the two replays the batch, whose writes are idempotent: each event takes effect once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dossier_events::{EventStore, RecordedEvent};
+
+use crate::read_model::{ReadModelError, ReadModelStore};
+use crate::runner::{BatchWriter, Projection, RunnerError};
+use crate::vector::fold::FoldError;
+use crate::vector::{Bm25, EmbeddingConfig, VectorFold, VectorIndex};
+
+/// The vector index's projection name (its checkpoints carry the configuration too; see [`VectorProjection::name`]).
+pub const VECTOR_INDEX: &str = "vector_index";
+
+/// The vector index of one embedding configuration.
+pub struct VectorProjection {
+    name: String,
+    log: Arc<dyn EventStore>,
+    index: Arc<dyn VectorIndex>,
+    generations: Arc<dyn ReadModelStore>,
+    config: EmbeddingConfig,
+    bm25: Arc<Bm25>,
+}
+
+impl VectorProjection {
+    /// The projection of `log` into `index`, recording generations and checkpoints in `generations`.
+    pub fn new(
+        log: Arc<dyn EventStore>,
+        index: Arc<dyn VectorIndex>,
+        generations: Arc<dyn ReadModelStore>,
+        config: EmbeddingConfig,
+        bm25: Arc<Bm25>,
+    ) -> Self {
+        Self { name: checkpoint_name(&config), log, index, generations, config, bm25 }
+    }
+
+    /// The embedding configuration.
+    pub fn config(&self) -> &EmbeddingConfig {
+        &self.config
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Arc<dyn VectorIndex> {
+        &self.index
+    }
+}
+
+/// The name under which a configuration's checkpoints and live generation are recorded.
+pub fn checkpoint_name(config: &EmbeddingConfig) -> String {
+    format!("{VECTOR_INDEX}:{}", config.slug())
+}
+
+/// The live generation's collection.
+pub async fn live_collection(
+    generations: &dyn ReadModelStore,
+    config: &EmbeddingConfig,
+) -> Result<String, ReadModelError> {
+    let generation = generations.live_generation(&checkpoint_name(config)).await?;
+    Ok(config.collection(generation))
+}
+
+#[async_trait]
+impl Projection for VectorProjection {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn generations(&self) -> &Arc<dyn ReadModelStore> {
+        &self.generations
+    }
+
+    async fn prepare(&self, generation: u32) -> Result<(), RunnerError> {
+        self.index.ensure_collection(&self.config.spec(generation)).await?;
+        if self.generations.live_generation(&self.name).await? == generation {
+            self.index.set_alias(&self.config.alias(), &self.config.collection(generation)).await?;
+        }
+        Ok(())
+    }
+
+    fn writer(&self, generation: u32, skipped: HashSet<u64>) -> Box<dyn BatchWriter> {
+        Box::new(VectorWriter {
+            name: self.name.clone(),
+            generation,
+            collection: self.config.collection(generation),
+            log: Arc::clone(&self.log),
+            index: Arc::clone(&self.index),
+            generations: Arc::clone(&self.generations),
+            fold: VectorFold::new(self.config.clone(), Arc::clone(&self.bm25)).with_skipped(skipped),
+        })
+    }
+
+    async fn drop_generation(&self, generation: u32) -> Result<(), RunnerError> {
+        // The checkpoint first: a runner still writing to that generation is fenced when it tries to move it.
+        self.generations.drop_checkpoint(&self.name, generation).await?;
+        Ok(self.index.drop_collection(&self.config.collection(generation)).await?)
+    }
+
+    async fn switched(&self, generation: u32) -> Result<(), RunnerError> {
+        Ok(self.index.set_alias(&self.config.alias(), &self.config.collection(generation)).await?)
+    }
+}
+
+struct VectorWriter {
+    name: String,
+    generation: u32,
+    collection: String,
+    log: Arc<dyn EventStore>,
+    index: Arc<dyn VectorIndex>,
+    generations: Arc<dyn ReadModelStore>,
+    fold: VectorFold,
+}
+
+#[async_trait]
+impl BatchWriter for VectorWriter {
+    async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<(), RunnerError> {
+        let ops = self.fold.fold(self.log.as_ref(), batch).await.map_err(|error| match error {
+            FoldError::Poison(error) => RunnerError::Poison(error),
+            FoldError::Store(error) => RunnerError::Store(error),
+        })?;
+        self.index.apply(&self.collection, ops).await?;
+        Ok(self.generations.commit(&self.name, self.generation, from, to, &[]).await?)
+    }
+}
