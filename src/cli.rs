@@ -195,6 +195,9 @@ pub enum Bench {
         /// Vector length.
         #[arg(long, default_value_t = 384)]
         dimensions: usize,
+        /// Events per rebuild batch (one transaction, or one flush of the vector index).
+        #[arg(long, default_value_t = 5_000)]
+        batch_size: usize,
     },
     /// Ingest a BEIR corpus through the pipeline: docs/s, chunks/s, peak RSS, overhead ratio.
     Ingest {

@@ -132,13 +132,15 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             Ok(())
         }
         Command::Bench {
-            bench: Bench::Rebuild { backend, documents, events_per_document, chunks_per_document, dimensions },
+            bench:
+                Bench::Rebuild { backend, documents, events_per_document, chunks_per_document, dimensions, batch_size },
         } => {
             let shape = commands::bench_rebuild::RebuildBench {
                 documents,
                 events_per_document,
                 chunks_per_document,
                 dimensions,
+                batch_size,
             };
             commands::bench_rebuild::run(&settings, backend, shape).await
         }

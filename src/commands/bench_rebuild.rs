@@ -40,6 +40,8 @@ pub struct RebuildBench {
     pub chunks_per_document: usize,
     /// Vector length.
     pub dimensions: usize,
+    /// Events per rebuild batch.
+    pub batch_size: usize,
 }
 
 #[derive(Serialize)]
@@ -50,6 +52,7 @@ struct Report {
     documents: usize,
     chunks: usize,
     dimensions: usize,
+    batch_size: usize,
     fill_seconds: f64,
     read_model_rebuild_seconds: f64,
     read_model_events_per_sec: f64,
@@ -82,7 +85,7 @@ async fn measure(scratch: &ScratchStore, shape: RebuildBench) -> Result<Report, 
         None => Arc::new(SqliteReadModel::open(&scratch.dir).await.map_err(usage)?),
     };
     let (status, _) = tokio::sync::watch::channel(initial_status(READ_MODEL, 0));
-    let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
+    let config = RunnerConfig { batch_size: shape.batch_size.max(1), batch_wait: Duration::from_millis(20) };
     let started = Instant::now();
     rebuild_read_model(Arc::clone(&scratch.store), Arc::clone(&read_model), config, status).await.map_err(usage)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -105,6 +108,7 @@ async fn measure(scratch: &ScratchStore, shape: RebuildBench) -> Result<Report, 
         documents: shape.documents,
         chunks: shape.documents * shape.chunks_per_document,
         dimensions: shape.dimensions,
+        batch_size: shape.batch_size,
         fill_seconds,
         read_model_rebuild_seconds: seconds,
         read_model_events_per_sec: events as f64 / seconds,
