@@ -119,11 +119,22 @@ struct VectorWriter {
 #[async_trait]
 impl BatchWriter for VectorWriter {
     async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<(), RunnerError> {
+        let started = std::time::Instant::now();
         let ops = self.fold.fold(self.log.as_ref(), batch).await.map_err(|error| match error {
             FoldError::Poison(error) => RunnerError::Poison(error),
             FoldError::Store(error) => RunnerError::Store(error),
         })?;
+        let folded = started.elapsed();
         self.index.apply(&self.collection, ops).await?;
-        Ok(self.generations.commit(&self.name, self.generation, from, to, &[]).await?)
+        let applied = started.elapsed();
+        self.generations.commit(&self.name, self.generation, from, to, &[]).await?;
+        tracing::debug!(
+            events = batch.len(),
+            fold_ms = folded.as_secs_f64() * 1e3,
+            apply_ms = (applied - folded).as_secs_f64() * 1e3,
+            commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
+            "vector_batch_written"
+        );
+        Ok(())
     }
 }
