@@ -180,6 +180,46 @@ impl TestApi {
         .await
     }
 
+    /// `POST /search` with `body`.
+    pub async fn search(&self, token: &str, body: &Value) -> Answer {
+        self.json(reqwest::Method::POST, "/search", token, body).await
+    }
+
+    /// `POST /ask` with `body`.
+    pub async fn ask(&self, token: &str, body: &Value) -> Answer {
+        self.json(reqwest::Method::POST, "/ask", token, body).await
+    }
+
+    /// Polls a sparse `POST /search` for `query` until document `id` is among the results (the vector projection
+    /// caught up); returns the answer.
+    pub async fn wait_until_searchable(&self, token: &str, query: &str, id: &str) -> Value {
+        let body = serde_json::json!({ "query": query, "mode": "sparse", "top_k": 100 });
+        eventually(&format!("document {id} never found by search for {query:?}"), || async {
+            let answer = self.search(token, &body).await;
+            let found = answer.json["results"]
+                .as_array()
+                .is_some_and(|results| results.iter().any(|result| result["document_id"] == id));
+            if found { Ok(answer.json) } else { Err(answer.text) }
+        })
+        .await
+    }
+
+    /// Stops the server once the vector index has recorded a checkpoint at the log's head. The index writes on
+    /// blocking threads that outlive a stopped server; stopping (and removing the scratch directory) under a write
+    /// that is still flushing makes qdrant-edge panic in a destructor, which aborts the whole test binary. (Read from
+    /// the database: `GET /projections` reports the vector index at checkpoint 0 while its points are searchable.)
+    pub async fn settle_and_stop(self, scratch: &Scratch) {
+        let head = "SELECT COALESCE(MAX(position), 0) FROM events";
+        let checkpoint =
+            "SELECT COALESCE(MAX(position), 0) FROM projection_checkpoints WHERE name LIKE 'vector_index:%'";
+        eventually("the vector index never caught up with the log", || async {
+            let (head, checkpoint) = (scratch.query_count(head).await, scratch.query_count(checkpoint).await);
+            if checkpoint >= head { Ok(()) } else { Err(format!("checkpoint {checkpoint}, head {head}")) }
+        })
+        .await;
+        self.stop().await;
+    }
+
     /// Polls `GET /documents{query}` until `id` is listed (the read model caught up).
     pub async fn wait_until_listed(&self, token: &str, id: &str, query: &str) -> Value {
         eventually(&format!("document {id} never listed"), || async move {
