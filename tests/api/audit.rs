@@ -109,7 +109,7 @@ async fn end_to_end_upload_ready_search_ask_audit_history_delete_verify(backend:
     assert_eq!(verify.json["ok"], json!(true));
     assert_eq!(verify.json["events"], json!(5));
     assert!(verify.json.get("first_bad").is_none());
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }
 
 fn urlencode(text: &str) -> String {

@@ -101,7 +101,7 @@ async fn search_finds_the_matching_chunk_with_its_byte_range_and_only_in_the_cal
     assert_eq!(results(&api.search(&reader, &json!({ "query": "the of and" })).await).len(), 0);
     let anonymous = api.send(api.request(Method::POST, "/search", None).body(r#"{"query":"pears"}"#)).await;
     anonymous.assert_problem(401, "unauthenticated");
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }
 
 async fn search_filters_by_document_ids_and_metadata(backend: Backend) {
@@ -139,7 +139,7 @@ async fn search_filters_by_document_ids_and_metadata(backend: Backend) {
     }
     let unknown = api.search(&writer, &only(json!({ "document_ids": [uuid::Uuid::now_v7()] }))).await;
     assert_eq!(results(&unknown).len(), 0);
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }
 
 async fn search_no_longer_finds_a_deleted_document(backend: Backend) {
@@ -157,7 +157,7 @@ async fn search_no_longer_finds_a_deleted_document(backend: Backend) {
     .await;
     let asked = api.ask(&writer, &json!({ "question": "Are quinces fragrant?" })).await;
     assert!(asked.json["citations"].as_array().expect("citations").iter().all(|c| c["document_id"] == json!(kept)));
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }
 
 async fn hybrid_search_with_the_stub_embedder_finds_the_document(backend: Backend) {
@@ -185,7 +185,7 @@ async fn hybrid_search_with_the_stub_embedder_finds_the_document(backend: Backen
     assert!(failed.assert_problem(502, "upstream_failed")["detail"].as_str().is_some_and(|d| d.contains("embedding")));
     let sparse = api.search(&writer, &json!({ "query": "pears", "mode": "sparse" })).await;
     assert_eq!(sparse.json["mode"], json!("sparse"));
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }
 
 async fn extractive_ask_cites_sentences_whose_byte_ranges_point_into_the_document(backend: Backend) {
@@ -215,7 +215,7 @@ async fn extractive_ask_cites_sentences_whose_byte_ranges_point_into_the_documen
     assert_eq!(nothing.status, 200, "{}", nothing.text);
     assert_eq!(nothing.json["citations"], json!([]));
     assert!(nothing.json["answer"].as_str().is_some_and(|a| a.contains("No relevant passage")), "{}", nothing.text);
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }
 
 /// Reads a finished SSE body into (event, data) pairs.
@@ -275,7 +275,7 @@ async fn streaming_ask_sends_citations_then_deltas_then_done(backend: Backend) {
         .header("content-type", "application/json")
         .body(json!({ "question": question }).to_string());
     assert_answer_stream(&api.send(builder).await);
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }
 
 async fn llm_ask_sends_numbered_contexts_and_returns_the_models_answer(backend: Backend) {
@@ -312,7 +312,7 @@ async fn llm_ask_sends_numbered_contexts_and_returns_the_models_answer(backend: 
     assert_eq!(events[events.len() - 1].1["answer"], json!("Purple, see [1]."));
     assert!(events.iter().filter(|(name, _)| name == "delta").count() >= 3, "the model's tokens: {events:?}");
     assert_eq!(mock.chat_bodies()[1]["stream"], json!(true));
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }
 
 async fn llm_failures_return_502_and_504_problems(backend: Backend) {
@@ -337,7 +337,7 @@ async fn llm_failures_return_502_and_504_problems(backend: Backend) {
     assert!(slow.assert_problem(504, "upstream_timeout")["detail"].as_str().is_some_and(|d| d.contains("stub-chat")));
     // Nothing was answered in their place: the next question gets the model's answer again.
     assert_eq!(api.ask(&writer, &question).await.json["mode"], json!("llm"));
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }
 
 async fn bad_search_and_ask_bodies_return_400_naming_the_field(backend: Backend) {
@@ -396,5 +396,5 @@ async fn bad_search_and_ask_bodies_return_400_naming_the_field(backend: Backend)
     let query_string = api.json(Method::POST, "/search?top_k=5", &reader, &json!({ "query": "pears" })).await;
     query_string.assert_problem(400, "invalid_query");
     api.send(api.request(Method::GET, "/search", Some(&reader))).await.assert_problem(405, "method_not_allowed");
-    api.settle_and_stop(&scratch).await;
+    api.stop().await;
 }

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::support::Scratch;
+use crate::support::{Scratch, ScratchDatabase};
 
 /// The key every test server signs with.
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -23,6 +23,7 @@ pub struct TestApi {
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    database: ScratchDatabase,
 }
 
 /// A response, read whole.
@@ -119,11 +120,24 @@ impl TestApi {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-        Self { base, client, stop: Some(stop), task: Some(task) }
+        Self { base, client, stop: Some(stop), task: Some(task), database: scratch.database() }
     }
 
-    /// Stops the server and waits for it to finish.
+    /// Stops the server and waits for it to finish, once the vector index has caught up with the log (for at most
+    /// 10 s: a test may have stopped the projection). The index writes on blocking threads that outlive a stopped
+    /// server; removing the scratch directory under a write that is still flushing makes qdrant-edge panic in a
+    /// destructor, which aborts the whole test binary. The checkpoint is read from the database because
+    /// `GET /projections` reports the vector index at checkpoint 0 while its points are searchable.
     pub async fn stop(mut self) {
+        let head = "SELECT COALESCE(MAX(position), 0) FROM events";
+        let checkpoint =
+            "SELECT COALESCE(MAX(position), 0) FROM projection_checkpoints WHERE name LIKE 'vector_index:%'";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && self.database.query_count(checkpoint).await < self.database.query_count(head).await
+        {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -202,22 +216,6 @@ impl TestApi {
             if found { Ok(answer.json) } else { Err(answer.text) }
         })
         .await
-    }
-
-    /// Stops the server once the vector index has recorded a checkpoint at the log's head. The index writes on
-    /// blocking threads that outlive a stopped server; stopping (and removing the scratch directory) under a write
-    /// that is still flushing makes qdrant-edge panic in a destructor, which aborts the whole test binary. (Read from
-    /// the database: `GET /projections` reports the vector index at checkpoint 0 while its points are searchable.)
-    pub async fn settle_and_stop(self, scratch: &Scratch) {
-        let head = "SELECT COALESCE(MAX(position), 0) FROM events";
-        let checkpoint =
-            "SELECT COALESCE(MAX(position), 0) FROM projection_checkpoints WHERE name LIKE 'vector_index:%'";
-        eventually("the vector index never caught up with the log", || async {
-            let (head, checkpoint) = (scratch.query_count(head).await, scratch.query_count(checkpoint).await);
-            if checkpoint >= head { Ok(()) } else { Err(format!("checkpoint {checkpoint}, head {head}")) }
-        })
-        .await;
-        self.stop().await;
     }
 
     /// Polls `GET /documents{query}` until `id` is listed (the read model caught up).
