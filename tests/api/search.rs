@@ -306,6 +306,13 @@ async fn llm_ask_sends_numbered_contexts_and_returns_the_models_answer(backend: 
     }
     assert!(citations[0]["text"].as_str().is_some_and(|text| text.contains("Plums")), "{}", asked.text);
 
+    // Nothing retrieved: the model is not asked to make something up.
+    let asked_before = mock.chat_requests();
+    let nothing = api.ask(&writer, &json!({ "question": "How do submarines dive?" })).await;
+    assert_eq!((nothing.status, nothing.json["citations"].clone()), (200, json!([])), "{}", nothing.text);
+    assert!(nothing.json["answer"].as_str().is_some_and(|a| a.contains("No relevant passage")), "{}", nothing.text);
+    assert_eq!(mock.chat_requests(), asked_before);
+
     mock.push_chat_answer("Purple, see [1].");
     let streamed = api.ask(&writer, &json!({ "question": question, "stream": true })).await;
     let events = assert_answer_stream(&streamed);
