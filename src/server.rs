@@ -7,17 +7,20 @@ use dossier_actors::runtime::Runtime;
 use dossier_events::EventStore;
 use dossier_projections::read_model::ReadModelStore;
 use dossier_projections::runner::{Projection, READ_MODEL, ReadModelProjection, initial_status};
+use dossier_projections::vector::search::{FusionParams, Searcher};
 use dossier_projections::vector::{VECTOR_INDEX, VectorIndex};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::auth::Keys;
+use crate::api::chat::ChatModel;
 use crate::api::context::{ApiContext, OptionalProbes};
 use crate::api::health::{Probe, TcpProbe};
 use crate::api::live::LiveFeed;
 use crate::api::metrics::{Metrics, observe_log};
 use crate::api::projections::{ProjectionHandle, rebuild_with};
+use crate::api::retrieval::Retrieval;
 use crate::coordination::Coordination;
 use crate::coordination::lease::ProjectionKeeper;
 use crate::error::AppError;
@@ -44,6 +47,7 @@ impl Server {
         let store = backend::open(settings, backend::Access::Serve).await?;
         let config = backend::runtime_config(settings)?;
         let embedding = backend::embedding_config(&config)?;
+        let embedder = config.embedder.clone();
         let runtime = backend::start_runtime(config, Arc::clone(&store)).await?;
         let opened = backend::open_projections(settings, Arc::clone(&store), embedding).await?;
         let read_model = Arc::clone(&opened.read_model);
@@ -83,6 +87,15 @@ impl Server {
             });
         }
         let vector_probe: Arc<dyn Probe> = Arc::new(VectorIndexProbe(Arc::clone(opened.vector.index())));
+        // One searcher for the server's life; it resolves the live generation from the read model per query.
+        let searcher = Searcher::new(
+            Arc::clone(opened.vector.index()),
+            Arc::clone(&read_model),
+            opened.vector.config().clone(),
+            Arc::clone(&opened.bm25),
+            FusionParams::default(),
+        );
+        let retrieval = Retrieval::new(searcher, embedder, Arc::clone(&opened.bm25));
         let services = Services {
             store,
             runtime: runtime.clone(),
@@ -91,6 +104,7 @@ impl Server {
             coordination,
             instance_id,
             vector_probe: Some(vector_probe),
+            retrieval,
         };
         let app = Application::build(bind, services, settings).await?;
         let keepers = keepers.into_iter().map(|keeper| tokio::spawn(keeper.run(app.shutdown.subscribe()))).collect();
@@ -130,6 +144,8 @@ pub struct Services {
     pub instance_id: String,
     /// The vector index's health probe.
     pub vector_probe: Option<Arc<dyn Probe>>,
+    /// Search over the vector index.
+    pub retrieval: Retrieval,
 }
 
 /// A bound, not yet running server (binding first lets tests ask for port 0 and learn the real port).
@@ -147,6 +163,7 @@ impl Application {
         if settings.secret_key.is_none() {
             tracing::warn!("SECRET_KEY is not set: every authenticated route will answer 401");
         }
+        let chat = chat_model(settings)?;
         let listener =
             TcpListener::bind(bind).await.map_err(|error| AppError::io(format!("cannot listen on {bind}"), error))?;
         let address = listener.local_addr().map_err(|error| AppError::io("reading the bound address", error))?;
@@ -180,6 +197,8 @@ impl Application {
             max_upload_bytes: settings.max_upload_bytes,
             probes,
             rebuilds: Default::default(),
+            retrieval: services.retrieval,
+            chat,
             shutdown: shutdown_watch,
         };
         Ok(Self { listener, address, context: Arc::new(context), shutdown })
@@ -201,6 +220,19 @@ impl Application {
         warp::serve(crate::api::filter(self.context)).incoming(self.listener).graceful(signal).run().await;
         tracing::info!("server_stopped");
     }
+}
+
+/// The chat model `POST /ask` answers with: `CHAT_MODEL` at `LLM_BASE_URL`, or none (extractive answers).
+fn chat_model(settings: &Settings) -> Result<Option<ChatModel>, AppError> {
+    let Some(model) = &settings.chat_model else { return Ok(None) };
+    let base_url = settings.llm_base_url.as_deref().ok_or_else(|| {
+        AppError::Usage(format!("CHAT_MODEL={model} needs LLM_BASE_URL (an OpenAI-compatible endpoint)"))
+    })?;
+    if settings.llm_timeout_ms == 0 {
+        return Err(AppError::Usage("LLM_TIMEOUT_MS must be greater than 0".into()));
+    }
+    let timeout = std::time::Duration::from_millis(settings.llm_timeout_ms);
+    ChatModel::new(base_url, settings.llm_api_key.as_ref(), model, timeout).map(Some).map_err(AppError::Usage)
 }
 
 /// The vector index's health: the backend answers (the embedded engine's directory is readable; a server answers its

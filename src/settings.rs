@@ -40,6 +40,10 @@ pub struct Settings {
     pub llm_base_url: Option<String>,
     /// `LLM_API_KEY`: its API key, if it needs one.
     pub llm_api_key: Option<SecretString>,
+    /// `CHAT_MODEL`: the chat model at `LLM_BASE_URL` that writes `POST /ask` answers; unset: answers are extractive.
+    pub chat_model: Option<String>,
+    /// `LLM_TIMEOUT_MS`: time allowed for one chat completion, in milliseconds (default 120000).
+    pub llm_timeout_ms: u64,
     /// `EMBEDDING_MODEL`: the embedding model at `LLM_BASE_URL`; unset: no dense vectors (search is lexical).
     pub embedding_model: Option<String>,
     /// `EMBEDDING_MODEL_DIR`: a local sentence-transformers model directory (e.g. all-MiniLM-L6-v2) run in process
@@ -112,6 +116,8 @@ impl Settings {
             auto_migrate: parse(&get, "DOSSIER_AUTO_MIGRATE", true)?,
             llm_base_url: get("LLM_BASE_URL"),
             llm_api_key: get("LLM_API_KEY").map(SecretString::from),
+            chat_model: get("CHAT_MODEL"),
+            llm_timeout_ms: parse(&get, "LLM_TIMEOUT_MS", 120_000)?,
             embedding_model: get("EMBEDDING_MODEL"),
             embedding_model_dir: get("EMBEDDING_MODEL_DIR").map(PathBuf::from),
             embedding_dimensions: get("EMBEDDING_DIMENSIONS")

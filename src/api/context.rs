@@ -1,4 +1,5 @@
-//! What the handlers share: the log, the runtime, the read model, keys, limits and the server's shutdown signal.
+//! What the handlers share: the log, the runtime, the read model, retrieval, keys, limits and the server's shutdown
+//! signal.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::api::auth::{Claims, Keys};
+use crate::api::chat::ChatModel;
 use crate::api::error::ApiError;
 use crate::api::health::Probe;
 use crate::api::idempotency::IdempotencyStore;
@@ -17,6 +19,7 @@ use crate::api::metrics::Metrics;
 use crate::api::projections::{ProjectionHandle, Rebuilds};
 use crate::api::rate_limit::RateLimiter;
 use crate::api::request::ApiRequest;
+use crate::api::retrieval::Retrieval;
 use crate::coordination::lease::LeaseStore;
 
 /// Everything the API's handlers use; shared behind an `Arc`.
@@ -51,6 +54,10 @@ pub struct ApiContext {
     pub probes: OptionalProbes,
     /// Rebuilds started through the API.
     pub rebuilds: Rebuilds,
+    /// Search over the vector index (`POST /search`, `POST /ask`).
+    pub retrieval: Retrieval,
+    /// The chat model that writes `POST /ask` answers (`None`: answers are extractive).
+    pub chat: Option<ChatModel>,
     /// Becomes true when the server shuts down (ends live streams, so connections drain).
     pub shutdown: watch::Receiver<bool>,
 }

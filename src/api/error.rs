@@ -110,6 +110,12 @@ pub enum ApiError {
     /// A backend is not answering or contended; the request may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// A model server (`LLM_BASE_URL`: the chat or the embedding model) failed or answered something unusable.
+    #[error("{0}")]
+    BadGateway(String),
+    /// A model server gave no complete answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// A bug or a corrupt store: logged with its cause, reported without details.
     #[error("internal error: {0}")]
     Internal(String),
@@ -148,6 +154,8 @@ impl ApiError {
             Self::IdempotencyInProgress(_) => (StatusCode::CONFLICT, "idempotency_key_in_progress"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            Self::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -3,18 +3,22 @@
 //! One filter takes every request apart (method, path, query, headers, body stream) and hands it to [`handle`],
 //! which resolves the route from the table in [`routes`], authenticates and authorises the caller ([`auth`]),
 //! applies the per-subject rate limit ([`rate_limit`]), reads the body up to the route's limit and dispatches to the
-//! resource's handler ([`documents`], [`audit`], [`projections`], [`health`], [`metrics`], [`openapi`]). Every
+//! resource's handler ([`documents`], [`audit`], [`search`], [`ask`], [`projections`], [`health`], [`metrics`],
+//! [`openapi`]). Every
 //! failure on the way is an [`ApiError`](error::ApiError) rendered as `application/problem+json`; every response
 //! carries `X-Request-Id` and is counted in the metrics.
 //!
 //! Threading: handlers are plain async functions on the server's tokio runtime; the shared [`ApiContext`] is
 //! immutable apart from its internally synchronised parts (metrics, rate limiter, rebuild registry).
 
+pub mod ask;
 pub mod audit;
 pub mod auth;
+pub mod chat;
 pub mod context;
 pub mod documents;
 pub mod error;
+pub mod extractive;
 pub mod health;
 pub mod idempotency;
 pub mod live;
@@ -23,7 +27,9 @@ pub mod openapi;
 pub mod projections;
 pub mod rate_limit;
 pub mod request;
+pub mod retrieval;
 pub mod routes;
+pub mod search;
 pub mod upload;
 pub mod view;
 
@@ -154,7 +160,7 @@ where
     dispatch(context, matched.route.endpoint, &request).await
 }
 
-/// Calls the endpoint's handler. Retrieval (`Search`, `Ask`) gets its arms here.
+/// Calls the endpoint's handler.
 async fn dispatch(
     context: &ApiContext,
     endpoint: Endpoint,
@@ -190,6 +196,8 @@ async fn dispatch(
         Endpoint::VerifyAudit => audit::verify(context, request).await,
         Endpoint::ListProjections => projections::list(context, request).await,
         Endpoint::RebuildProjection => projections::rebuild(context, request).await,
+        Endpoint::Search => search::search(context, request).await,
+        Endpoint::Ask => ask::ask(context, request).await,
     }
 }
 

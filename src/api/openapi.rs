@@ -32,6 +32,24 @@ fn doc(endpoint: Endpoint) -> EndpointDoc {
             "type": "object", "additionalProperties": false, "properties": {"reason": {"type": "string"}}
         }}}
     });
+    let query_body = |properties: Value, required: &str| EndpointDoc {
+        query: &[],
+        status: StatusCode::OK,
+        command: false,
+        body: Some(json!({
+            "required": true,
+            "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": false, "required": [required], "properties": properties
+            }}}
+        })),
+    };
+    let filters = json!({
+        "type": "object", "additionalProperties": false,
+        "properties": {
+            "document_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+            "metadata": {"type": "object", "description": "top-level metadata values to match: strings, integers, booleans"}
+        }
+    });
     match endpoint {
         Endpoint::Health
         | Endpoint::Metrics
@@ -96,6 +114,26 @@ fn doc(endpoint: Endpoint) -> EndpointDoc {
         Endpoint::RebuildProjection => {
             EndpointDoc { query: &[], status: StatusCode::ACCEPTED, command: false, body: None }
         }
+        Endpoint::Search => query_body(
+            json!({
+                "query": {"type": "string", "description": "what to look for (1 to 4000 characters)"},
+                "top_k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+                "mode": {"type": "string", "enum": ["sparse", "dense", "hybrid"],
+                         "description": "default: hybrid when an embedding model is configured, else sparse"},
+                "filters": filters,
+            }),
+            "query",
+        ),
+        Endpoint::Ask => query_body(
+            json!({
+                "question": {"type": "string", "description": "1 to 4000 characters"},
+                "top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
+                "stream": {"type": "boolean", "description": "answer as server-sent events: citations, delta..., done \
+                           (also with Accept: text/event-stream)"},
+                "filters": filters,
+            }),
+            "question",
+        ),
     }
 }
 

@@ -1,8 +1,7 @@
 //! The route table: every endpoint's method, path template and required role, in one list.
 //!
 //! The router, the OpenAPI document and the metrics' `route` label are all derived from [`ROUTES`], so they cannot
-//! drift apart; the integration tests check that each documented route is served. Retrieval (`POST /search`,
-//! `POST /ask`) joins as two more [`Endpoint`] variants, rows here and arms in `dispatch`.
+//! drift apart; the integration tests check that each documented route is served.
 
 use warp::http::Method;
 
@@ -47,6 +46,10 @@ pub enum Endpoint {
     ListProjections,
     /// `POST /projections/{name}/rebuild`.
     RebuildProjection,
+    /// `POST /search`.
+    Search,
+    /// `POST /ask`.
+    Ask,
 }
 
 /// One row of the route table.
@@ -92,6 +95,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/audit/verify", Endpoint::VerifyAudit, Some(Role::Admin), "Verify every hash chain"),
     route("GET", "/projections", Endpoint::ListProjections, Some(Role::Admin), "Projections and their progress"),
     route("POST", "/projections/{name}/rebuild", Endpoint::RebuildProjection, Some(Role::Admin), "Rebuild"),
+    route("POST", "/search", Endpoint::Search, Some(Role::Reader), "Search the tenant's ready documents"),
+    route("POST", "/ask", Endpoint::Ask, Some(Role::Reader), "Answer a question with citations"),
 ];
 
 /// A matched route and its path parameters, in template order.

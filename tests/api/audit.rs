@@ -1,4 +1,5 @@
-//! The audit trail over HTTP: the end-to-end journey (upload, ready, audit trail, history, delete, verify), the
+//! The audit trail over HTTP: the end-to-end journey (upload, ready, search, ask, audit trail, history, delete,
+//! verify), the
 //! global log, live events resumed with Last-Event-ID, and tamper detection.
 
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use crate::support::mock_ollama::MockOllama;
 use crate::support::{Backend, Scratch};
 
 contract_tests!(
-    end_to_end_upload_ready_audit_history_delete_verify,
+    end_to_end_upload_ready_search_ask_audit_history_delete_verify,
     global_log_pages_the_tenants_events_in_position_order,
     live_events_resume_after_last_event_id_and_follow_new_commits,
     verify_after_tampering_names_the_altered_event,
@@ -22,7 +23,7 @@ contract_tests!(
     live_client_joining_during_commits_sees_every_position_once,
 );
 
-async fn end_to_end_upload_ready_audit_history_delete_verify(backend: Backend) {
+async fn end_to_end_upload_ready_search_ask_audit_history_delete_verify(backend: Backend) {
     let scratch = Scratch::new(backend).await;
     let api = TestApi::start_with(&scratch, &[("CHUNK_MAX_CHARS", "40"), ("CHUNK_OVERLAP", "5")]).await;
     let writer = token("alice", "acme", &[Role::Writer]);
@@ -33,6 +34,24 @@ async fn end_to_end_upload_ready_audit_history_delete_verify(backend: Backend) {
     let id = uploaded.json["id"].as_str().expect("id").to_owned();
     let ready = api.wait_for_status(&writer, &id, "ready").await;
     assert!(ready["chunk_count"].as_u64().is_some_and(|chunks| chunks >= 2), "{ready}");
+
+    // Searchable once the vector projection has it; the chunk found covers its byte range of the text.
+    api.wait_until_searchable(&writer, "pears", &id).await;
+    let found = api.search(&writer, &json!({ "query": "pears and plums", "top_k": 3 })).await;
+    assert_eq!(found.status, 200, "{}", found.text);
+    let top = &found.json["results"][0];
+    assert_eq!(top["document_id"], json!(id));
+    let range = |item: &Value| {
+        item["byte_start"].as_u64().unwrap_or(0) as usize..item["byte_end"].as_u64().unwrap_or(0) as usize
+    };
+    assert_eq!(Some(&text[range(top)]), top["text"].as_str(), "{}", found.text);
+    assert!(text[range(top)].contains("pears"));
+    let asked = api.ask(&writer, &json!({ "question": "What is the second paragraph about?" })).await;
+    assert_eq!(asked.status, 200, "{}", asked.text);
+    let citation = &asked.json["citations"][0];
+    assert_eq!(citation["document_id"], json!(id), "{}", asked.text);
+    assert_eq!(Some(&text[range(citation)]), citation["text"].as_str());
+    assert!(asked.json["answer"].as_str().is_some_and(|answer| answer.contains("[1]")), "{}", asked.text);
 
     let trail = api.get(&format!("/documents/{id}/events"), &writer).await;
     assert_eq!(trail.status, 200, "{}", trail.text);
@@ -75,6 +94,11 @@ async fn end_to_end_upload_ready_audit_history_delete_verify(backend: Backend) {
     eventually("the deleted document is still listed", || async {
         let listed = api.get("/documents", &writer).await;
         if listed.json["documents"] == json!([]) { Ok(()) } else { Err(listed.text) }
+    })
+    .await;
+    eventually("the deleted document is still found by search", || async {
+        let found = api.search(&writer, &json!({ "query": "pears apples" })).await;
+        if found.json["results"] == json!([]) { Ok(()) } else { Err(found.text) }
     })
     .await;
     let still = api.get(&format!("/documents/{id}/history?version=1"), &writer).await;

@@ -6,4 +6,5 @@ mod bad_input;
 mod documents;
 mod operations;
 mod redis;
+mod search;
 mod token;

@@ -125,7 +125,7 @@ async fn openapi_lists_exactly_the_routes_served(backend: Backend) {
     assert_eq!(documented, dossier::api::routes::ROUTES.len(), "one operation per route");
     // And paths the document does not list are not served.
     let reader = token("alice", "acme", &[Role::Reader]);
-    for path in ["/documents/x/chunks", "/search", "/ask", "/admin"] {
+    for path in ["/documents/x/chunks", "/answers", "/admin"] {
         api.get(path, &reader).await.assert_problem(404, "route_not_found");
     }
     api.stop().await;

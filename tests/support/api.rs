@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::support::Scratch;
+use crate::support::{Scratch, ScratchDatabase};
 
 /// The key every test server signs with.
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -23,6 +23,7 @@ pub struct TestApi {
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    database: ScratchDatabase,
 }
 
 /// A response, read whole.
@@ -119,11 +120,24 @@ impl TestApi {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-        Self { base, client, stop: Some(stop), task: Some(task) }
+        Self { base, client, stop: Some(stop), task: Some(task), database: scratch.database() }
     }
 
-    /// Stops the server and waits for it to finish.
+    /// Stops the server and waits for it to finish, once the vector index has caught up with the log (for at most
+    /// 10 s: a test may have stopped the projection). The index writes on blocking threads that outlive a stopped
+    /// server; removing the scratch directory under a write that is still flushing makes qdrant-edge panic in a
+    /// destructor, which aborts the whole test binary. The checkpoint is read from the database because
+    /// `GET /projections` reports the vector index at checkpoint 0 while its points are searchable.
     pub async fn stop(mut self) {
+        let head = "SELECT COALESCE(MAX(position), 0) FROM events";
+        let checkpoint =
+            "SELECT COALESCE(MAX(position), 0) FROM projection_checkpoints WHERE name LIKE 'vector_index:%'";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && self.database.query_count(checkpoint).await < self.database.query_count(head).await
+        {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -176,6 +190,30 @@ impl TestApi {
         eventually(&format!("document {id} never became {status}"), || async move {
             let answer = self.get(&format!("/documents/{id}"), token).await;
             if answer.json["status"] == status { Ok(answer.json) } else { Err(answer.text) }
+        })
+        .await
+    }
+
+    /// `POST /search` with `body`.
+    pub async fn search(&self, token: &str, body: &Value) -> Answer {
+        self.json(reqwest::Method::POST, "/search", token, body).await
+    }
+
+    /// `POST /ask` with `body`.
+    pub async fn ask(&self, token: &str, body: &Value) -> Answer {
+        self.json(reqwest::Method::POST, "/ask", token, body).await
+    }
+
+    /// Polls a sparse `POST /search` for `query` until document `id` is among the results (the vector projection
+    /// caught up); returns the answer.
+    pub async fn wait_until_searchable(&self, token: &str, query: &str, id: &str) -> Value {
+        let body = serde_json::json!({ "query": query, "mode": "sparse", "top_k": 100 });
+        eventually(&format!("document {id} never found by search for {query:?}"), || async {
+            let answer = self.search(token, &body).await;
+            let found = answer.json["results"]
+                .as_array()
+                .is_some_and(|results| results.iter().any(|result| result["document_id"] == id));
+            if found { Ok(answer.json) } else { Err(answer.text) }
         })
         .await
     }

@@ -8,7 +8,7 @@
 //!
 //! A test scripts misbehaviour through the handle: each scripted [`Behaviour`] applies to one embeddings request,
 //! in order, then normal service resumes. Chat requests have their own queue of scripted [`ChatReply`]s (an
-//! answer's content, a failure status, a reply cut off by the token limit), used the same way. The server runs on its own task, on `127.0.0.1` and a port the OS picks,
+//! answer's content, a failure status, a reply cut off by the token limit, a hang), used the same way. The server runs on its own task, on `127.0.0.1` and a port the OS picks,
 //! and stops when the handle is dropped (a request hanging at that moment is released at once).
 
 use std::collections::VecDeque;
@@ -54,6 +54,8 @@ pub enum ChatReply {
     Truncated(String),
     /// Answer this status with an OpenAI-style error body.
     Fail(u16),
+    /// Wait this long (or until the server stops) before answering [`CHAT_ANSWER`], to test a client's timeout.
+    Hang(Duration),
 }
 
 /// A running stub server; dropping it stops the server.
@@ -435,13 +437,18 @@ async fn embeddings(authorization: Option<String>, request: EmbeddingsRequest, s
 async fn chat(request: ChatRequest, state: Arc<State>) -> Response {
     state.chat_requests.fetch_add(1, Ordering::SeqCst);
     state.chat_bodies.lock().expect("chat bodies lock").push(request.body);
-    let (answer, finish_reason) = match state.chat_script.lock().expect("chat script lock").pop_front() {
+    let scripted = state.chat_script.lock().expect("chat script lock").pop_front();
+    let (answer, finish_reason) = match scripted {
         None => (CHAT_ANSWER.to_owned(), "stop"),
         Some(ChatReply::Answer(content)) => (content, "stop"),
         Some(ChatReply::Truncated(content)) => (content, "length"),
         Some(ChatReply::Fail(status)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return error_reply(status, "scripted failure");
+        }
+        Some(ChatReply::Hang(duration)) => {
+            pause(&state, duration).await;
+            (CHAT_ANSWER.to_owned(), "stop")
         }
     };
     if !request.stream {

@@ -115,21 +115,12 @@ impl Scratch {
 
     /// Runs a query returning one integer (a count) directly against the backend's database.
     pub async fn query_count(&self, sql: &str) -> i64 {
-        match self.backend {
-            Backend::Embedded => {
-                let connection = rusqlite::Connection::open_with_flags(
-                    self.data_dir().join(DATABASE_FILE),
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-                )
-                .expect("open sqlite");
-                connection.query_row(sql, [], |row| row.get(0)).expect("query")
-            }
-            Backend::Postgres => {
-                let config = parse_url(&self.database_url().expect("postgres scratch")).expect("valid url");
-                let client = dossier_events::postgres::connect::connect(&config).await.expect("connect");
-                client.query_one(sql, &[]).await.expect("query").get(0)
-            }
-        }
+        self.database().query_count(sql).await
+    }
+
+    /// Where this scratch's database is, detached from the scratch (which removes it on drop).
+    pub fn database(&self) -> ScratchDatabase {
+        ScratchDatabase { backend: self.backend, data_dir: self.data_dir(), url: self.database_url() }
     }
 
     /// A `dossier` command configured for this scratch store.
@@ -146,6 +137,35 @@ impl Scratch {
     /// The embedded store's data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
+    }
+}
+
+/// A scratch's database, to query it from helpers that do not own the scratch.
+#[derive(Clone, Debug)]
+pub struct ScratchDatabase {
+    backend: Backend,
+    data_dir: PathBuf,
+    url: Option<String>,
+}
+
+impl ScratchDatabase {
+    /// Runs a query returning one integer (a count).
+    pub async fn query_count(&self, sql: &str) -> i64 {
+        match self.backend {
+            Backend::Embedded => {
+                let connection = rusqlite::Connection::open_with_flags(
+                    self.data_dir.join(DATABASE_FILE),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .expect("open sqlite");
+                connection.query_row(sql, [], |row| row.get(0)).expect("query")
+            }
+            Backend::Postgres => {
+                let config = parse_url(self.url.as_deref().expect("postgres scratch")).expect("valid url");
+                let client = dossier_events::postgres::connect::connect(&config).await.expect("connect");
+                client.query_one(sql, &[]).await.expect("query").get(0)
+            }
+        }
     }
 }
 
