@@ -81,6 +81,7 @@ impl Server {
             });
             projections.push(ProjectionHandle {
                 name,
+                key: projection.name().to_owned(),
                 status: progress,
                 running_here: running,
                 rebuild: rebuild_with(Arc::clone(&store), projection),

@@ -28,8 +28,11 @@ pub type RebuildProjection =
 
 /// A projection as the API sees it.
 pub struct ProjectionHandle {
-    /// Its name.
+    /// Its name in the API.
     pub name: &'static str,
+    /// The name its live generation and checkpoints are recorded under (the vector index's carries its embedding
+    /// configuration, e.g. `vector_index:bm25`).
+    pub key: String,
     /// Its runner's progress (while it runs in this instance).
     pub status: watch::Receiver<ProjectionStatus>,
     /// Whether this instance holds its lease and runs it.
@@ -137,9 +140,9 @@ pub async fn list(context: &ApiContext, request: &ApiRequest) -> Result<warp::re
 async fn view(context: &ApiContext, handle: &ProjectionHandle, head: u64) -> Result<ProjectionView, ApiError> {
     let live = handle.status.borrow().clone();
     let runs_here = *handle.running_here.borrow();
-    let generation = context.read_model.live_generation(handle.name).await?;
+    let generation = context.read_model.live_generation(&handle.key).await?;
     // The stored checkpoint is the truth wherever the projection runs.
-    let checkpoint = context.read_model.checkpoint(handle.name, generation).await?;
+    let checkpoint = context.read_model.checkpoint(&handle.key, generation).await?;
     let (state, error) = match (&live.state, &checkpoint) {
         (_, Some(stored)) if stored.state == "stopped" => {
             ("stopped", Some(stored.error.clone().unwrap_or_else(|| "stopped".into())))

@@ -29,7 +29,10 @@ async fn health_reports_every_component_and_503_when_a_configured_one_is_down(ba
         assert_eq!(health.json["components"][component]["backend"], json!(backend_name));
         assert!(health.json["components"][component]["latency_ms"].is_number());
     }
-    for component in ["vector_index", "llm", "redis"] {
+    // The vector index is always there (qdrant-edge in process unless QDRANT_URL names a server).
+    assert_eq!(health.json["components"]["vector_index"]["status"], json!("ok"), "{}", health.text);
+    assert_eq!(health.json["components"]["vector_index"]["backend"], json!("qdrant-edge"), "{}", health.text);
+    for component in ["llm", "redis"] {
         assert_eq!(health.json["components"][component]["status"], json!("disabled"), "{}", health.text);
     }
     api.stop().await;

@@ -8,6 +8,7 @@
 //! whenever the points not yet covered by the graph grow past a threshold, while reads and writes continue.
 
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,9 +32,29 @@ use crate::vector::{ChunkPoint, SparseVector};
 const OPTIMIZE_AFTER_POINTS: usize = 20_000;
 
 struct Collection {
-    shard: Arc<EdgeShard>,
+    shard: ManuallyDrop<Arc<EdgeShard>>,
     optimizing: Arc<AtomicBool>,
     written_since_optimize: Mutex<usize>,
+}
+
+impl Drop for Collection {
+    fn drop(&mut self) {
+        // SAFETY: the field is taken exactly once, here, and never used afterwards.
+        let shard = unsafe { ManuallyDrop::take(&mut self.shard) };
+        release(shard);
+    }
+}
+
+/// Drops a handle on a shard. qdrant-edge flushes a shard when its last handle goes and panics if its files are gone
+/// (a dropped collection, or a test's scratch directory removed under a running server); a panic there can abort the
+/// process, so a shard whose directory has disappeared is let go without the flush (there is nothing to flush to).
+fn release(shard: Arc<EdgeShard>) {
+    if Arc::strong_count(&shard) == 1 && !shard.path().join("segments").exists() {
+        tracing::warn!(path = %shard.path().display(), "vector_index_files_gone_before_close");
+        std::mem::forget(shard);
+    } else {
+        drop(shard);
+    }
 }
 
 /// qdrant-edge collections under one directory.
@@ -94,7 +115,7 @@ impl EdgeIndex {
 
     fn insert(&self, name: &str, shard: EdgeShard) -> Arc<Collection> {
         let collection = Arc::new(Collection {
-            shard: Arc::new(shard),
+            shard: ManuallyDrop::new(Arc::new(shard)),
             optimizing: Arc::new(AtomicBool::new(false)),
             written_since_optimize: Mutex::new(0),
         });
@@ -150,7 +171,7 @@ impl EdgeIndex {
             return;
         }
         *pending = 0;
-        let shard = Arc::clone(&collection.shard);
+        let shard = Arc::clone(&*collection.shard);
         let flag = Arc::clone(&collection.optimizing);
         let name = name.to_owned();
         let spawned = std::thread::Builder::new().name("edge-optimize".into()).spawn(move || {
@@ -160,6 +181,7 @@ impl EdgeIndex {
                 Err(error) => tracing::warn!(collection = %name, error = %error, "vector_index_optimize_failed"),
             }
             flag.store(false, Ordering::SeqCst);
+            release(shard);
         });
         if let Err(error) = spawned {
             tracing::warn!(error = %error, "vector_index_optimize_not_started");
@@ -335,7 +357,7 @@ impl VectorIndex for EdgeIndex {
         let collection = self.collection(name).await?;
         let written: usize = ops.iter().map(|op| if let IndexOp::Upsert(points) = op { points.len() } else { 0 }).sum();
         let owned = name.to_owned();
-        let shard = Arc::clone(&collection.shard);
+        let shard = Arc::clone(&*collection.shard);
         blocking(name, move || {
             for op in ops {
                 shard.update(edge_update(&owned, op)?).map_err(|e| IndexError::engine(&owned, e))?;
@@ -386,7 +408,7 @@ impl VectorIndex for EdgeIndex {
             with_payload: WithPayloadInterface::Bool(true),
         };
         let owned = name.to_owned();
-        let shard = Arc::clone(&collection.shard);
+        let shard = Arc::clone(&*collection.shard);
         let points = blocking(name, move || shard.query(request).map_err(|e| IndexError::engine(&owned, e))).await?;
         points
             .into_iter()
@@ -409,7 +431,7 @@ impl VectorIndex for EdgeIndex {
             order_by: None,
         };
         let owned = name.to_owned();
-        let shard = Arc::clone(&collection.shard);
+        let shard = Arc::clone(&*collection.shard);
         let (records, _) =
             blocking(name, move || shard.scroll(request).map_err(|e| IndexError::engine(&owned, e))).await?;
         Ok(records
@@ -424,7 +446,7 @@ impl VectorIndex for EdgeIndex {
     async fn count(&self, name: &str) -> Result<u64, IndexError> {
         let collection = self.collection(name).await?;
         let owned = name.to_owned();
-        let shard = Arc::clone(&collection.shard);
+        let shard = Arc::clone(&*collection.shard);
         blocking(name, move || {
             shard
                 .count(qdrant_edge::CountRequest { filter: None, exact: true })
