@@ -32,15 +32,38 @@ use crate::vector::{ChunkPoint, SparseVector};
 const OPTIMIZE_AFTER_POINTS: usize = 20_000;
 
 struct Collection {
-    shard: ManuallyDrop<Arc<EdgeShard>>,
+    shard: ShardHandle,
     optimizing: Arc<AtomicBool>,
     written_since_optimize: Mutex<usize>,
 }
 
-impl Drop for Collection {
+/// A shared handle on a shard that never lets qdrant-edge's flush-on-drop panic (see [`release`]).
+struct ShardHandle(ManuallyDrop<Arc<EdgeShard>>);
+
+impl ShardHandle {
+    fn new(shard: EdgeShard) -> Self {
+        Self(ManuallyDrop::new(Arc::new(shard)))
+    }
+}
+
+impl Clone for ShardHandle {
+    fn clone(&self) -> Self {
+        Self(ManuallyDrop::new(Arc::clone(&self.0)))
+    }
+}
+
+impl std::ops::Deref for ShardHandle {
+    type Target = EdgeShard;
+
+    fn deref(&self) -> &EdgeShard {
+        &self.0
+    }
+}
+
+impl Drop for ShardHandle {
     fn drop(&mut self) {
         // SAFETY: the field is taken exactly once, here, and never used afterwards.
-        let shard = unsafe { ManuallyDrop::take(&mut self.shard) };
+        let shard = unsafe { ManuallyDrop::take(&mut self.0) };
         release(shard);
     }
 }
@@ -115,7 +138,7 @@ impl EdgeIndex {
 
     fn insert(&self, name: &str, shard: EdgeShard) -> Arc<Collection> {
         let collection = Arc::new(Collection {
-            shard: ManuallyDrop::new(Arc::new(shard)),
+            shard: ShardHandle::new(shard),
             optimizing: Arc::new(AtomicBool::new(false)),
             written_since_optimize: Mutex::new(0),
         });
@@ -171,7 +194,7 @@ impl EdgeIndex {
             return;
         }
         *pending = 0;
-        let shard = Arc::clone(&*collection.shard);
+        let shard = collection.shard.clone();
         let flag = Arc::clone(&collection.optimizing);
         let name = name.to_owned();
         let spawned = std::thread::Builder::new().name("edge-optimize".into()).spawn(move || {
@@ -181,7 +204,6 @@ impl EdgeIndex {
                 Err(error) => tracing::warn!(collection = %name, error = %error, "vector_index_optimize_failed"),
             }
             flag.store(false, Ordering::SeqCst);
-            release(shard);
         });
         if let Err(error) = spawned {
             tracing::warn!(error = %error, "vector_index_optimize_not_started");
@@ -302,22 +324,36 @@ impl VectorIndex for EdgeIndex {
                 std::fs::remove_dir_all(&path).map_err(|e| IndexError::engine(&name, e))?;
             }
             std::fs::create_dir_all(&path).map_err(|e| IndexError::engine(&name, e))?;
-            let shard = EdgeShard::new(&path, config).map_err(|e| IndexError::engine(&name, e))?;
-            for (field, schema) in [
-                ("tenant", json!({ "type": "keyword", "is_tenant": true })),
-                ("document", json!({ "type": "keyword" })),
-                ("chunk_index", json!({ "type": "integer" })),
-            ] {
-                let create = qdrant_edge::CreateIndex {
-                    field_name: field.parse().map_err(|_| IndexError::engine(&name, format!("bad field {field}")))?,
-                    field_schema: Some(serde_json::from_value(schema).map_err(|e| IndexError::engine(&name, e))?),
-                };
-                shard
-                    .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(create)))
-                    .map_err(|e| IndexError::engine(&name, e))?;
+            // Held in ManuallyDrop until it is complete: if the flush below panics (its files removed under it),
+            // dropping it while unwinding would flush again and abort the process.
+            let shard = ManuallyDrop::new(EdgeShard::new(&path, config).map_err(|e| IndexError::engine(&name, e))?);
+            let indexed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), IndexError> {
+                for (field, schema) in [
+                    ("tenant", json!({ "type": "keyword", "is_tenant": true })),
+                    ("document", json!({ "type": "keyword" })),
+                    ("chunk_index", json!({ "type": "integer" })),
+                ] {
+                    let create = qdrant_edge::CreateIndex {
+                        field_name: field
+                            .parse()
+                            .map_err(|_| IndexError::engine(&name, format!("bad field {field}")))?,
+                        field_schema: Some(serde_json::from_value(schema).map_err(|e| IndexError::engine(&name, e))?),
+                    };
+                    shard
+                        .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(create)))
+                        .map_err(|e| IndexError::engine(&name, e))?;
+                }
+                shard.flush();
+                Ok(())
+            }));
+            match indexed {
+                Ok(Ok(())) => Ok(ManuallyDrop::into_inner(shard)),
+                Ok(Err(error)) => {
+                    release(Arc::new(ManuallyDrop::into_inner(shard)));
+                    Err(error)
+                }
+                Err(_) => Err(IndexError::engine(&name, "creating the collection failed: its files disappeared")),
             }
-            shard.flush();
-            Ok(shard)
         })
         .await?;
         self.insert(&spec.name, shard);
@@ -357,7 +393,7 @@ impl VectorIndex for EdgeIndex {
         let collection = self.collection(name).await?;
         let written: usize = ops.iter().map(|op| if let IndexOp::Upsert(points) = op { points.len() } else { 0 }).sum();
         let owned = name.to_owned();
-        let shard = Arc::clone(&*collection.shard);
+        let shard = collection.shard.clone();
         blocking(name, move || {
             for op in ops {
                 shard.update(edge_update(&owned, op)?).map_err(|e| IndexError::engine(&owned, e))?;
@@ -408,7 +444,7 @@ impl VectorIndex for EdgeIndex {
             with_payload: WithPayloadInterface::Bool(true),
         };
         let owned = name.to_owned();
-        let shard = Arc::clone(&*collection.shard);
+        let shard = collection.shard.clone();
         let points = blocking(name, move || shard.query(request).map_err(|e| IndexError::engine(&owned, e))).await?;
         points
             .into_iter()
@@ -431,7 +467,7 @@ impl VectorIndex for EdgeIndex {
             order_by: None,
         };
         let owned = name.to_owned();
-        let shard = Arc::clone(&*collection.shard);
+        let shard = collection.shard.clone();
         let (records, _) =
             blocking(name, move || shard.scroll(request).map_err(|e| IndexError::engine(&owned, e))).await?;
         Ok(records
@@ -446,7 +482,7 @@ impl VectorIndex for EdgeIndex {
     async fn count(&self, name: &str) -> Result<u64, IndexError> {
         let collection = self.collection(name).await?;
         let owned = name.to_owned();
-        let shard = Arc::clone(&*collection.shard);
+        let shard = collection.shard.clone();
         blocking(name, move || {
             shard
                 .count(qdrant_edge::CountRequest { filter: None, exact: true })
