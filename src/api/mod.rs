@@ -201,8 +201,27 @@ async fn dispatch(
     }
 }
 
+/// How much of a refused body is read and thrown away before the 413 goes out. Closing a connection with unread
+/// request data resets it, and most clients then lose the response; a body far over this is cut off instead.
+const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// Reads and discards up to [`DRAIN_LIMIT`] more bytes of a refused body.
+async fn drain<S, B>(body: &mut S)
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut budget = DRAIN_LIMIT;
+    while budget > 0 {
+        match body.next().await {
+            Some(Ok(chunk)) => budget = budget.saturating_sub(chunk.remaining() as u64),
+            _ => return,
+        }
+    }
+}
+
 /// Reads the body, refusing it with 413 as soon as it is known to exceed `limit` (from `Content-Length`, or while
-/// reading a chunked body).
+/// reading a chunked body); what is left of a refused body is drained first (see [`DRAIN_LIMIT`]).
 async fn read_body<S, B>(mut body: S, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
@@ -215,6 +234,9 @@ where
             ApiError::InvalidHeader { header: "Content-Length".into(), reason: "must be a non-negative integer".into() }
         })?;
         if length > limit as u64 {
+            if length <= limit as u64 + DRAIN_LIMIT {
+                drain(&mut body).await;
+            }
             return Err(too_large());
         }
     }
@@ -222,6 +244,7 @@ where
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|error| ApiError::body("$", format!("the body could not be read: {error}")))?;
         if buffer.len() + chunk.remaining() > limit {
+            drain(&mut body).await;
             return Err(too_large());
         }
         while chunk.has_remaining() {
