@@ -8,7 +8,10 @@ use std::path::Path;
 use std::{env, fs};
 
 fn main() {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema");
+    // Read at run time, not baked in with env!: cargo may reuse this script's binary for a copy of the workspace at
+    // another path (a second checkout sharing the target directory), and must then read that copy's schema.
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for build scripts");
+    let schema = Path::new(&manifest_dir).join("../schema");
     println!("cargo:rerun-if-changed={}", schema.display());
     let mut out = String::new();
     for backend in ["sqlite", "postgres"] {
