@@ -174,6 +174,25 @@ pub struct Projections {
     pub bm25: Arc<dossier_projections::vector::Bm25>,
 }
 
+impl Projections {
+    /// The projection a command line names: `vector_index`, or the read model.
+    pub fn by_name(&self, name: &str) -> Arc<dyn dossier_projections::runner::Projection> {
+        match name {
+            "vector_index" => self.vector.clone(),
+            _ => Arc::new(dossier_projections::runner::ReadModelProjection::new(Arc::clone(&self.read_model))),
+        }
+    }
+}
+
+/// Opens the projections for a command-line tool: the embedding configuration comes from the settings.
+pub async fn open_projections_from_settings(
+    settings: &Settings,
+    store: Arc<dyn EventStore>,
+) -> Result<Projections, AppError> {
+    let embedding = embedding_config(&runtime_config(settings)?)?;
+    open_projections(settings, store, embedding).await
+}
+
 /// Opens the read model and the vector index (of `config`) for `store`.
 pub async fn open_projections(
     settings: &Settings,

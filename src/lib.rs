@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cli::{Bench, Cli, Command, ProjectionsCommand};
-use dossier_projections::runner::{Projection, ReadModelProjection};
 use error::AppError;
 use settings::Settings;
 
@@ -59,20 +58,15 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             let store = backend::open(&settings, backend::Access::Inspect).await?;
             commands::verify::run(store.as_ref()).await?;
             if projections {
-                let embedding = backend::embedding_config(&backend::runtime_config(&settings)?)?;
-                let projections = backend::open_projections(&settings, Arc::clone(&store), embedding).await?;
+                let projections = backend::open_projections_from_settings(&settings, Arc::clone(&store)).await?;
                 commands::projections::verify(store.as_ref(), &projections).await?;
             }
             Ok(())
         }
         Command::Rebuild { projection, quiet } => {
             let store = backend::open(&settings, backend::Access::Serve).await?;
-            let embedding = backend::embedding_config(&backend::runtime_config(&settings)?)?;
-            let projections = backend::open_projections(&settings, Arc::clone(&store), embedding).await?;
-            let projection: Arc<dyn dossier_projections::runner::Projection> = match projection.as_str() {
-                "vector_index" => projections.vector,
-                _ => Arc::new(ReadModelProjection::new(projections.read_model)),
-            };
+            let projections = backend::open_projections_from_settings(&settings, Arc::clone(&store)).await?;
+            let projection = projections.by_name(&projection);
             let show_progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
             commands::projections::rebuild(store, projection, show_progress).await
         }
@@ -112,12 +106,8 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
         }
         Command::Projections { command: ProjectionsCommand::Skip { projection, position, reason, actor } } => {
             let store = backend::open(&settings, backend::Access::Serve).await?;
-            let embedding = backend::embedding_config(&backend::runtime_config(&settings)?)?;
-            let projections = backend::open_projections(&settings, Arc::clone(&store), embedding).await?;
-            let name = match projection.as_str() {
-                "vector_index" => projections.vector.name().to_owned(),
-                _ => dossier_projections::runner::READ_MODEL.to_owned(),
-            };
+            let projections = backend::open_projections_from_settings(&settings, Arc::clone(&store)).await?;
+            let name = projections.by_name(&projection).name().to_owned();
             let report = dossier_projections::skip::skip_poison_event(
                 store.as_ref(),
                 projections.read_model.as_ref(),
