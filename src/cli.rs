@@ -198,6 +198,12 @@ pub enum Bench {
         /// Events per rebuild batch (one transaction, or one flush of the vector index).
         #[arg(long, default_value_t = 5_000)]
         batch_size: usize,
+        /// The corpus whose sentences the synthetic chunks mix (`corpus.jsonl`, optionally gzipped).
+        #[arg(long, default_value = "tests/data/scifact/corpus.jsonl.gz")]
+        corpus: std::path::PathBuf,
+        /// Characters per synthetic chunk (at most; whole sentences).
+        #[arg(long, default_value_t = 1_000)]
+        chunk_chars: usize,
     },
     /// Ingest a BEIR corpus through the pipeline: docs/s, chunks/s, peak RSS, overhead ratio.
     Ingest {

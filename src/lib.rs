@@ -123,7 +123,16 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
         }
         Command::Bench {
             bench:
-                Bench::Rebuild { backend, documents, events_per_document, chunks_per_document, dimensions, batch_size },
+                Bench::Rebuild {
+                    backend,
+                    documents,
+                    events_per_document,
+                    chunks_per_document,
+                    dimensions,
+                    batch_size,
+                    corpus,
+                    chunk_chars,
+                },
         } => {
             let shape = commands::bench_rebuild::RebuildBench {
                 documents,
@@ -131,8 +140,10 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
                 chunks_per_document,
                 dimensions,
                 batch_size,
+                chunk_chars,
             };
-            commands::bench_rebuild::run(&settings, backend, shape).await
+            let text = commands::synthetic::SyntheticText::from_corpus(&corpus)?;
+            commands::bench_rebuild::run(&settings, backend, shape, Arc::new(text)).await
         }
         Command::Bench { bench: Bench::Ingest { backend, corpus, limit } } => {
             commands::bench_ingest::run(&settings, backend, &corpus, limit).await

@@ -1,5 +1,5 @@
-//! `dossier bench rebuild`: builds a synthetic log (documents with chunks and 384-dimension vectors, plus metadata
-//! updates to reach the event count), then rebuilds the read model and the vector index (qdrant-edge) from it and
+//! `dossier bench rebuild`: builds a synthetic log (documents with chunks of corpus-like prose and 384-dimension
+//! vectors, plus metadata updates to reach the event count), then rebuilds the read model and the vector index (qdrant-edge) from it and
 //! prints events/s, points/s, total times and peak RSS as JSON.
 
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::cli::BenchBackend;
 use crate::commands::bench::{ScratchStore, print};
+use crate::commands::synthetic::SyntheticText;
 use crate::error::AppError;
 use crate::settings::Settings;
 
@@ -42,6 +43,8 @@ pub struct RebuildBench {
     pub dimensions: usize,
     /// Events per rebuild batch.
     pub batch_size: usize,
+    /// Characters per chunk (at most).
+    pub chunk_chars: usize,
 }
 
 #[derive(Serialize)]
@@ -52,6 +55,7 @@ struct Report {
     documents: usize,
     chunks: usize,
     dimensions: usize,
+    chunk_chars: usize,
     batch_size: usize,
     fill_seconds: f64,
     read_model_rebuild_seconds: f64,
@@ -65,19 +69,24 @@ struct Report {
 }
 
 /// Runs the benchmark and prints one JSON object.
-pub async fn run(settings: &Settings, backend: Option<BenchBackend>, shape: RebuildBench) -> Result<(), AppError> {
+pub async fn run(
+    settings: &Settings,
+    backend: Option<BenchBackend>,
+    shape: RebuildBench,
+    text: Arc<SyntheticText>,
+) -> Result<(), AppError> {
     if shape.events_per_document < 5 {
         return Err(AppError::Usage("--events-per-document must be at least 5 (the lifecycle)".into()));
     }
     let scratch = ScratchStore::create(settings, backend).await?;
-    let result = measure(&scratch, shape).await;
+    let result = measure(&scratch, shape, text).await;
     scratch.remove().await?;
     print(&result?)
 }
 
-async fn measure(scratch: &ScratchStore, shape: RebuildBench) -> Result<Report, AppError> {
+async fn measure(scratch: &ScratchStore, shape: RebuildBench, text: Arc<SyntheticText>) -> Result<Report, AppError> {
     let started = Instant::now();
-    fill(&scratch.store, shape).await?;
+    fill(&scratch.store, shape, text).await?;
     let fill_seconds = started.elapsed().as_secs_f64();
     let events = scratch.store.head_position().await?;
     let read_model: Arc<dyn ReadModelStore> = match scratch.database_config() {
@@ -108,6 +117,7 @@ async fn measure(scratch: &ScratchStore, shape: RebuildBench) -> Result<Report, 
         documents: shape.documents,
         chunks: shape.documents * shape.chunks_per_document,
         dimensions: shape.dimensions,
+        chunk_chars: shape.chunk_chars,
         batch_size: shape.batch_size,
         fill_seconds,
         read_model_rebuild_seconds: seconds,
@@ -126,15 +136,16 @@ fn usage(error: impl std::fmt::Display) -> AppError {
 }
 
 /// Appends every document's events (one append per document) from 4 writers.
-async fn fill(store: &Arc<dyn EventStore>, shape: RebuildBench) -> Result<(), AppError> {
+async fn fill(store: &Arc<dyn EventStore>, shape: RebuildBench, text: Arc<SyntheticText>) -> Result<(), AppError> {
     let writers = 4;
     let mut tasks = Vec::new();
     for writer in 0..writers {
         let store = Arc::clone(store);
+        let text = Arc::clone(&text);
         tasks.push(tokio::spawn(async move {
             for index in (writer..shape.documents).step_by(writers) {
                 let document_id = Uuid::now_v7();
-                let events = document_events(document_id, index, shape)?;
+                let events = document_events(document_id, index, shape, &text)?;
                 let metadata = EventMetadata::new("bench", "bench:rebuild");
                 store.append(&StreamId::for_document(document_id), ExpectedVersion::NoStream, events, metadata).await?;
             }
@@ -147,13 +158,20 @@ async fn fill(store: &Arc<dyn EventStore>, shape: RebuildBench) -> Result<(), Ap
     Ok(())
 }
 
-fn document_events(document_id: Uuid, index: usize, shape: RebuildBench) -> Result<Vec<NewEvent>, AppError> {
+fn document_events(
+    document_id: Uuid,
+    index: usize,
+    shape: RebuildBench,
+    synthetic: &SyntheticText,
+) -> Result<Vec<NewEvent>, AppError> {
     let sha = format!("{:064x}", index);
+    let mut start = 0_u64;
     let chunks: Vec<Chunk> = (0..shape.chunks_per_document)
         .map(|i| {
-            let text = format!("Chunk {i} of synthetic document {index}: ").repeat(8);
-            let start = (i * text.len()) as u64;
-            Chunk { index: i as u32, byte_start: start, byte_end: start + text.len() as u64, text }
+            let text = synthetic.text((index * shape.chunks_per_document + i) as u64, shape.chunk_chars);
+            let chunk = Chunk { index: i as u32, byte_start: start, byte_end: start + text.len() as u64, text };
+            start = chunk.byte_end + 1;
+            chunk
         })
         .collect();
     let vectors = (0..shape.chunks_per_document)
@@ -168,12 +186,12 @@ fn document_events(document_id: Uuid, index: usize, shape: RebuildBench) -> Resu
             document_id,
             filename: format!("synthetic-{index}.txt"),
             media_type: "text/plain".into(),
-            blob: BlobRef { sha256: sha.clone(), size: 4_096 },
+            blob: BlobRef { sha256: sha.clone(), size: start },
             metadata: serde_json::Map::new(),
         }),
         DocumentEvent::from(DocumentParsed {
             text_sha256: sha,
-            text_length: 4_096,
+            text_length: start,
             title: Some(format!("Synthetic {index}")),
             page_count: None,
             parser: "plain-text".into(),

@@ -7,5 +7,6 @@ pub mod eval;
 pub mod events;
 pub mod ingest;
 pub mod projections;
+pub mod synthetic;
 pub mod token;
 pub mod verify;
