@@ -164,6 +164,24 @@ pub async fn index_contract(index: Arc<dyn VectorIndex>) {
     let left = scroll_all(index.as_ref(), &name, 2).await;
     assert_eq!(left.iter().map(|p| p.id).collect::<Vec<_>>(), vec![point_id(other_tenant, 0)], "no orphans");
 
+    // Bulk loading changes how the engine builds its indexes, never what a search finds.
+    index.set_bulk_load(&name, true).await.expect("bulk on");
+    index.set_bulk_load(&name, true).await.expect("bulk on twice is a no-op");
+    let late = Uuid::now_v7();
+    index
+        .apply(&name, vec![IndexOp::Upsert(vec![point("acme", late, 0, "Egrets nest in colonies.", &bm25)])])
+        .await
+        .expect("bulk upsert");
+    let hits = index.search(&name, &query("acme", Some(bm25.query("egrets")), None, 5)).await.expect("search in bulk");
+    assert_eq!(hits.iter().map(|hit| hit.document_id).collect::<Vec<_>>(), vec![late]);
+    let egret = Some(embedding_for("Egrets nest in colonies.", DIMENSIONS as usize));
+    let hits = index.search(&name, &query("acme", None, egret.clone(), 1)).await.expect("dense search in bulk");
+    assert_eq!(hits[0].document_id, late, "{hits:?}");
+    index.set_bulk_load(&name, false).await.expect("bulk off");
+    let hits = index.search(&name, &query("acme", None, egret, 1)).await.expect("dense search after bulk");
+    assert_eq!(hits[0].document_id, late, "{hits:?}");
+    index.apply(&name, vec![IndexOp::DeleteDocuments(vec![late])]).await.expect("delete");
+
     // A point whose sparse vector is malformed is refused, naming the document.
     let mut bad = point("acme", herons, 0, "text", &bm25);
     bad.sparse = SparseVector { indices: vec![1, 1], values: vec![0.5] };
@@ -217,6 +235,53 @@ async fn edge_index_survives_a_reopen_and_builds_its_graph() {
     assert_eq!(index.count("c_g1").await.expect("count"), 40);
     let hits = index.search("c_g1", &query("acme", Some(bm25.query("herons")), None, 5)).await.expect("search");
     assert_eq!(hits.len(), 5);
+    drop(index);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_bulk_loading_seals_segments_and_merges_them_when_it_ends() {
+    // Parts of 200 points with 1,024-dimension vectors (800 KiB each): above the size at which bulk loading seals.
+    const WIDE: u32 = 1_024;
+    const PART: usize = 200;
+    let dir = std::env::temp_dir().join(format!("dossier-edge-{}", Uuid::now_v7()));
+    let bm25 = bm25();
+    let spec = CollectionSpec { name: "bulk_g2".into(), dense_dimensions: Some(WIDE) };
+    let document = Uuid::now_v7();
+    let wide_point = |index: usize, text: &str| ChunkPoint {
+        dense: Some(embedding_for(text, WIDE as usize)),
+        ..point("acme", document, index as u32, text, &bm25)
+    };
+    {
+        let index = EdgeIndex::open(&dir).expect("open").with_optimize_after(PART);
+        index.ensure_collection(&spec).await.expect("create");
+        index.set_bulk_load("bulk_g2", true).await.expect("bulk on");
+        for part in 0..6 {
+            let points = (part * PART..(part + 1) * PART)
+                .map(|i| wide_point(i, &format!("chunk {i} about herons and egrets {}", i % 7)))
+                .collect();
+            index.apply("bulk_g2", vec![IndexOp::Upsert(points)]).await.expect("upsert");
+            index.optimize("bulk_g2").await.expect("seal");
+        }
+        let sealed = index.segment_count("bulk_g2").await.expect("segments");
+        assert!(sealed > 3, "bulk loading seals the appendable segment as it fills: {sealed} segments");
+        let hits =
+            index.search("bulk_g2", &query("acme", Some(bm25.query("herons")), None, 2_000)).await.expect("search");
+        assert_eq!(hits.len(), 6 * PART, "every point is searchable while bulk loading");
+        index.set_bulk_load("bulk_g2", false).await.expect("bulk off");
+        index.optimize("bulk_g2").await.expect("merge");
+        let merged = index.segment_count("bulk_g2").await.expect("segments");
+        assert!(merged < sealed, "serving merges the sealed segments: {sealed} -> {merged}");
+    }
+    // Serving is what a reopened collection keeps: another part does not start sealing again.
+    let index = EdgeIndex::open(&dir).expect("reopen").with_optimize_after(PART);
+    let before = index.segment_count("bulk_g2").await.expect("segments");
+    let points = (6 * PART..7 * PART).map(|i| wide_point(i, "late herons")).collect();
+    index.apply("bulk_g2", vec![IndexOp::Upsert(points)]).await.expect("upsert");
+    index.optimize("bulk_g2").await.expect("optimize");
+    let after = index.segment_count("bulk_g2").await.expect("segments");
+    assert!(after <= before.max(2), "a serving collection keeps its segments: {before} -> {after}");
+    assert_eq!(index.count("bulk_g2").await.expect("count"), 7 * PART as u64);
     drop(index);
     std::fs::remove_dir_all(&dir).ok();
 }

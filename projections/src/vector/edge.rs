@@ -6,6 +6,14 @@
 //! crash, and the projection moves its checkpoint only after `apply` returns. The HNSW graph is built by
 //! `optimize()`, which blocks for long on large collections; it runs on its own thread, at most one per collection,
 //! whenever the points not yet covered by the graph grow past a threshold, while reads and writes continue.
+//!
+//! **Bulk loading** (a rebuild's new generation, not searched yet) changes two things. qdrant-edge's appendable
+//! segment keeps a mutable sparse index whose posting-list insert is linear in the list's length (it rewrites the
+//! `max_next_weight` of every earlier entry), so filling one segment costs time quadratic in its size: the
+//! appendable segment is therefore sealed into an immutable one every [`BULK_OPTIMIZE_AFTER_POINTS`] points. And
+//! the HNSW graph (`m = 0`) and segment merges are left for the end, where they run once instead of once per sealed
+//! segment and again per merge. Every point stays searchable throughout (dense search by full scan until the graph
+//! exists). Leaving bulk loading restores the serving configuration and starts the graph build in the background.
 
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
@@ -15,10 +23,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams, FieldIndexOperations, Filter, Fusion, Modifier,
-    NamedQuery, PayloadOps, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum,
-    QueryRequest, ScoringQuery, ScrollRequest, SetPayloadOp, UpdateOperation, VectorInternal, VectorStructInternal,
-    WithPayloadInterface, WithVector,
+    EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams, FieldIndexOperations,
+    Filter, Fusion, HnswIndexConfig, Modifier, NamedQuery, PayloadOps, PointId, PointInsertOperations, PointOperations,
+    PointStruct, Prefetch, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, SetPayloadOp, UpdateOperation,
+    VectorInternal, VectorStructInternal, WithPayloadInterface, WithVector,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -31,10 +39,21 @@ use crate::vector::{ChunkPoint, SparseVector};
 /// Points written since the last graph build that trigger a background `optimize()`.
 const OPTIMIZE_AFTER_POINTS: usize = 20_000;
 
+/// While bulk loading: points written after which the appendable segment is sealed.
+const BULK_OPTIMIZE_AFTER_POINTS: usize = 4_000;
+
+/// While bulk loading: segments above this size (KiB of vectors) are sealed by `optimize()`; low, so that the point
+/// count above decides.
+const BULK_INDEXING_THRESHOLD_KB: usize = 512;
+
+/// While bulk loading: the segment count the merge optimizer aims for; high, so that nothing is merged until the end.
+const BULK_SEGMENT_NUMBER: usize = 10_000;
+
 struct Collection {
     shard: ShardHandle,
-    optimizing: Arc<AtomicBool>,
+    optimizing: AtomicBool,
     written_since_optimize: Mutex<usize>,
+    bulk: AtomicBool,
 }
 
 /// A shared handle on a shard that never lets qdrant-edge's flush-on-drop panic (see [`release`]).
@@ -137,10 +156,12 @@ impl EdgeIndex {
     }
 
     fn insert(&self, name: &str, shard: EdgeShard) -> Arc<Collection> {
+        let bulk = shard.config().optimizers == bulk_optimizers();
         let collection = Arc::new(Collection {
             shard: ShardHandle::new(shard),
-            optimizing: Arc::new(AtomicBool::new(false)),
+            optimizing: AtomicBool::new(false),
             written_since_optimize: Mutex::new(0),
+            bulk: AtomicBool::new(bulk),
         });
         Arc::clone(self.lock().entry(name.to_owned()).or_insert(collection))
     }
@@ -180,35 +201,89 @@ impl EdgeIndex {
     }
 
     /// Builds the HNSW graph now (blocking until done); used by benchmarks and tests.
+    /// The number of segments the collection's shard holds now (diagnostics and tests).
+    pub async fn segment_count(&self, name: &str) -> Result<usize, IndexError> {
+        let collection = self.collection(name).await?;
+        blocking(name, move || Ok(collection.shard.info().segments_count)).await
+    }
+
+    /// Runs `optimize()` on the collection until it has nothing left to do (builds graphs, merges segments), after
+    /// waiting for a background run to finish.
     pub async fn optimize(&self, name: &str) -> Result<(), IndexError> {
         let collection = self.collection(name).await?;
+        while collection.optimizing.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let owned = name.to_owned();
         blocking(name, move || collection.shard.optimize().map(|_| ()).map_err(|e| IndexError::engine(&owned, e))).await
     }
 
-    /// Starts a background graph build when enough points arrived since the last one and none is running.
+    /// Starts a background `optimize()` when enough points arrived since the last one started. At most one runs per
+    /// collection; it runs again when more points arrived meanwhile, so a request is never lost.
     fn maybe_optimize(&self, name: &str, collection: &Arc<Collection>, written: usize) {
-        let mut pending = collection.written_since_optimize.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *pending += written;
-        if *pending < self.optimize_after || collection.optimizing.swap(true, Ordering::SeqCst) {
-            return;
+        {
+            let mut pending = collection.pending();
+            *pending += written;
+            if *pending < collection.optimize_after(self.optimize_after)
+                || collection.optimizing.swap(true, Ordering::SeqCst)
+            {
+                return;
+            }
         }
-        *pending = 0;
-        let shard = collection.shard.clone();
-        let flag = Arc::clone(&collection.optimizing);
+        let worker = Arc::clone(collection);
+        let base = self.optimize_after;
         let name = name.to_owned();
         let spawned = std::thread::Builder::new().name("edge-optimize".into()).spawn(move || {
-            let started = std::time::Instant::now();
-            match shard.optimize() {
-                Ok(_) => tracing::info!(collection = %name, seconds = started.elapsed().as_secs_f64(), "vector_index_optimized"),
-                Err(error) => tracing::warn!(collection = %name, error = %error, "vector_index_optimize_failed"),
+            loop {
+                {
+                    let mut pending = worker.pending();
+                    if *pending < worker.optimize_after(base) {
+                        // Under the lock: a writer adding points after this sees the flag down and starts a thread.
+                        worker.optimizing.store(false, Ordering::SeqCst);
+                        return;
+                    }
+                    *pending = 0;
+                }
+                let started = std::time::Instant::now();
+                match worker.shard.optimize() {
+                    Ok(_) => tracing::info!(collection = %name, seconds = started.elapsed().as_secs_f64(), "vector_index_optimized"),
+                    Err(error) => tracing::warn!(collection = %name, error = %error, "vector_index_optimize_failed"),
+                }
             }
-            flag.store(false, Ordering::SeqCst);
         });
         if let Err(error) = spawned {
             tracing::warn!(error = %error, "vector_index_optimize_not_started");
             collection.optimizing.store(false, Ordering::SeqCst);
         }
+    }
+}
+
+impl Collection {
+    fn pending(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.written_since_optimize.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Points after which to optimize: `base`, or fewer while bulk loading.
+    fn optimize_after(&self, base: usize) -> usize {
+        if self.bulk.load(Ordering::SeqCst) { base.min(BULK_OPTIMIZE_AFTER_POINTS) } else { base }
+    }
+}
+
+/// The optimizer settings while bulk loading (see the module's notes).
+fn bulk_optimizers() -> EdgeOptimizersConfig {
+    EdgeOptimizersConfig {
+        indexing_threshold: Some(BULK_INDEXING_THRESHOLD_KB),
+        default_segment_number: Some(BULK_SEGMENT_NUMBER),
+        ..EdgeOptimizersConfig::default()
+    }
+}
+
+/// The dense vector's graph settings: none while bulk loading, qdrant's defaults otherwise.
+fn dense_hnsw(bulk: bool) -> HnswIndexConfig {
+    if bulk {
+        HnswIndexConfig { m: 0, payload_m: Some(0), ..HnswIndexConfig::default() }
+    } else {
+        HnswIndexConfig::default()
     }
 }
 
@@ -490,6 +565,31 @@ impl VectorIndex for EdgeIndex {
                 .map_err(|e| IndexError::engine(&owned, e))
         })
         .await
+    }
+
+    async fn set_bulk_load(&self, name: &str, bulk: bool) -> Result<(), IndexError> {
+        let collection = self.collection(name).await?;
+        if collection.bulk.load(Ordering::SeqCst) == bulk {
+            return Ok(());
+        }
+        let owned = name.to_owned();
+        let shard = collection.shard.clone();
+        blocking(name, move || {
+            let has_dense = shard.config().vectors.contains_key(DENSE);
+            if has_dense {
+                shard.set_vector_hnsw_config(DENSE, dense_hnsw(bulk)).map_err(|e| IndexError::engine(&owned, e))?;
+            }
+            let optimizers = if bulk { bulk_optimizers() } else { EdgeOptimizersConfig::default() };
+            shard.set_optimizers_config(optimizers).map_err(|e| IndexError::engine(&owned, e))
+        })
+        .await?;
+        collection.bulk.store(bulk, Ordering::SeqCst);
+        if !bulk {
+            // Build the graphs and merge the sealed segments now, in the background.
+            self.maybe_optimize(name, &collection, self.optimize_after);
+        }
+        tracing::info!(collection = %name, bulk, "vector_index_bulk_load");
+        Ok(())
     }
 
     async fn set_alias(&self, _alias: &str, _collection: &str) -> Result<(), IndexError> {

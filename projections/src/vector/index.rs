@@ -111,6 +111,13 @@ pub trait VectorIndex: Send + Sync + 'static {
     /// The number of points in a collection.
     async fn count(&self, collection: &str) -> Result<u64, IndexError>;
 
+    /// Puts a collection that is being filled and not searched yet into bulk loading (`true`), or back to serving
+    /// (`false`). While bulk loading the engine may defer building its search graphs and merging segments: every
+    /// write is still durable and every point searchable (dense search by full scan), so a collection is correct
+    /// either way, only slower to search until the graphs exist; they are built in the background after `false`.
+    /// Idempotent.
+    async fn set_bulk_load(&self, collection: &str, bulk: bool) -> Result<(), IndexError>;
+
     /// Points `alias` at `collection` (a server alias; the embedded engine keeps none, its live generation is the
     /// read model's record).
     async fn set_alias(&self, alias: &str, collection: &str) -> Result<(), IndexError>;

@@ -13,7 +13,7 @@ use dossier_events::{EventStore, RecordedEvent};
 use crate::read_model::{ReadModelError, ReadModelStore};
 use crate::runner::{BatchWriter, Projection, RunnerError};
 use crate::vector::fold::FoldError;
-use crate::vector::{Bm25, EmbeddingConfig, VectorFold, VectorIndex};
+use crate::vector::{Bm25, EmbeddingConfig, IndexOp, VectorFold, VectorIndex};
 
 /// The vector index's projection name (its checkpoints carry the configuration too; see [`VectorProjection::name`]).
 pub const VECTOR_INDEX: &str = "vector_index";
@@ -76,9 +76,14 @@ impl Projection for VectorProjection {
     }
 
     async fn prepare(&self, generation: u32) -> Result<(), RunnerError> {
+        let collection = self.config.collection(generation);
         self.index.ensure_collection(&self.config.spec(generation)).await?;
-        if self.generations.live_generation(&self.name).await? == generation {
-            self.index.set_alias(&self.config.alias(), &self.config.collection(generation)).await?;
+        let live = self.generations.live_generation(&self.name).await? == generation;
+        // A generation being rebuilt is not searched until it is switched in: load it in bulk. (The live one is
+        // also put back to serving here, in case a switch was interrupted before `switched` ran.)
+        self.index.set_bulk_load(&collection, !live).await?;
+        if live {
+            self.index.set_alias(&self.config.alias(), &collection).await?;
         }
         Ok(())
     }
@@ -102,7 +107,9 @@ impl Projection for VectorProjection {
     }
 
     async fn switched(&self, generation: u32) -> Result<(), RunnerError> {
-        Ok(self.index.set_alias(&self.config.alias(), &self.config.collection(generation)).await?)
+        let collection = self.config.collection(generation);
+        self.index.set_bulk_load(&collection, false).await?;
+        Ok(self.index.set_alias(&self.config.alias(), &collection).await?)
     }
 }
 
@@ -116,25 +123,58 @@ struct VectorWriter {
     fold: VectorFold,
 }
 
+/// A batch is folded and applied in this many parts, so that folding one part (tokenising and BM25, on this task)
+/// overlaps applying the previous one (on the blocking pool).
+const PIPELINE_PARTS: usize = 4;
+
+/// Parts are not made smaller than this many events.
+const MIN_PART_EVENTS: usize = 250;
+
 #[async_trait]
 impl BatchWriter for VectorWriter {
     async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<(), RunnerError> {
         let started = std::time::Instant::now();
-        let ops = self.fold.fold(self.log.as_ref(), batch).await.map_err(|error| match error {
-            FoldError::Poison(error) => RunnerError::Poison(error),
-            FoldError::Store(error) => RunnerError::Store(error),
-        })?;
-        let folded = started.elapsed();
-        self.index.apply(&self.collection, ops).await?;
+        let Self { fold, log, index, collection, .. } = self;
+        let part_size = batch.len().div_ceil(PIPELINE_PARTS).max(MIN_PART_EVENTS);
+        let mut fold_time = std::time::Duration::ZERO;
+        // Ops are applied in the order their parts were folded; the checkpoint moves only after the last one.
+        let mut folded: Option<Vec<IndexOp>> = None;
+        for part in batch.chunks(part_size) {
+            let fold_part = async {
+                let part_started = std::time::Instant::now();
+                let ops = fold.fold(log.as_ref(), part).await.map_err(fold_error);
+                (ops, part_started.elapsed())
+            };
+            let ((ops, took), applied) = match folded.take() {
+                Some(previous) => {
+                    let (fold_result, applied) = tokio::join!(fold_part, index.apply(collection, previous));
+                    (fold_result, applied)
+                }
+                None => (fold_part.await, Ok(())),
+            };
+            applied?;
+            fold_time += took;
+            folded = Some(ops?);
+        }
+        if let Some(last) = folded {
+            index.apply(collection, last).await?;
+        }
         let applied = started.elapsed();
         self.generations.commit(&self.name, self.generation, from, to, &[]).await?;
         tracing::debug!(
             events = batch.len(),
-            fold_ms = folded.as_secs_f64() * 1e3,
-            apply_ms = (applied - folded).as_secs_f64() * 1e3,
+            fold_ms = fold_time.as_secs_f64() * 1e3,
+            fold_and_apply_ms = applied.as_secs_f64() * 1e3,
             commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
             "vector_batch_written"
         );
         Ok(())
+    }
+}
+
+fn fold_error(error: FoldError) -> RunnerError {
+    match error {
+        FoldError::Poison(error) => RunnerError::Poison(error),
+        FoldError::Store(error) => RunnerError::Store(error),
     }
 }

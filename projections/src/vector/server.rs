@@ -12,10 +12,10 @@ use qdrant_client::qdrant::vector_output::Vector as OutputVector;
 use qdrant_client::qdrant::vectors_output::VectorsOptions;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePointsBuilder, Distance, FieldType, Filter, KeywordIndexParamsBuilder, Modifier, PointId, PointStruct,
-    PrefetchQueryBuilder, Query, QueryPointsBuilder, Range, RrfBuilder, ScrollPointsBuilder, SetPayloadPointsBuilder,
-    SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Value as QdrantValue, Vector,
-    VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
+    DeletePointsBuilder, Distance, FieldType, Filter, HnswConfigDiffBuilder, KeywordIndexParamsBuilder, Modifier,
+    PointId, PointStruct, PrefetchQueryBuilder, Query, QueryPointsBuilder, Range, RrfBuilder, ScrollPointsBuilder,
+    SetPayloadPointsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpdateCollectionBuilder,
+    UpsertPointsBuilder, Value as QdrantValue, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::{Payload, Qdrant};
 use serde_json::{Value, json};
@@ -25,6 +25,9 @@ use crate::vector::index::{CollectionSpec, IndexError, IndexOp, StoredPoint, Vec
 use crate::vector::names::{DENSE, SPARSE};
 use crate::vector::search::{PointFilter, SearchHit, SearchQuery};
 use crate::vector::{ChunkPoint, SparseVector};
+
+/// The HNSW graph degree a serving collection gets (Qdrant's default).
+const SERVING_HNSW_M: u64 = 16;
 
 /// A Qdrant server.
 pub struct ServerIndex {
@@ -259,6 +262,15 @@ impl VectorIndex for ServerIndex {
     async fn count(&self, name: &str) -> Result<u64, IndexError> {
         let response = self.client.count(CountPointsBuilder::new(name).exact(true)).await.map_err(failed(name))?;
         Ok(response.result.map_or(0, |result| result.count))
+    }
+
+    async fn set_bulk_load(&self, name: &str, bulk: bool) -> Result<(), IndexError> {
+        // Qdrant's advice for bulk uploads: no HNSW graph (`m = 0`) while loading, the default graph afterwards
+        // (the server then builds it in the background).
+        let m = if bulk { 0 } else { SERVING_HNSW_M };
+        let update = UpdateCollectionBuilder::new(name).hnsw_config(HnswConfigDiffBuilder::default().m(m));
+        self.client.update_collection(update).await.map_err(failed(name))?;
+        Ok(())
     }
 
     async fn set_alias(&self, alias: &str, collection: &str) -> Result<(), IndexError> {
