@@ -21,11 +21,19 @@ pub enum Access {
 }
 
 /// Opens the store the settings name.
-///
-/// A server with Redis learns of the other instances' commits through Redis
-/// ([`coordination::fanout`](crate::coordination::fanout)), so its Postgres store holds no `LISTEN` connection;
-/// command-line tools keep listening.
 pub async fn open(settings: &Settings, access: Access) -> Result<Arc<dyn EventStore>, AppError> {
+    open_listening(settings, access, true).await
+}
+
+/// Opens the store for a server. With Redis the server learns of the other instances' commits through Redis
+/// ([`coordination::fanout`](crate::coordination::fanout)), so its Postgres store holds no `LISTEN` connection;
+/// command-line tools ([`open`]) keep listening.
+pub async fn open_for_server(settings: &Settings) -> Result<Arc<dyn EventStore>, AppError> {
+    open_listening(settings, Access::Serve, settings.redis_url.is_none()).await
+}
+
+/// Opens the store; a Postgres store holds a `LISTEN` connection if `listen`.
+async fn open_listening(settings: &Settings, access: Access, listen: bool) -> Result<Arc<dyn EventStore>, AppError> {
     let migrate = access == Access::Serve && settings.auto_migrate;
     if settings.log_poll_interval_ms == 0 {
         return Err(AppError::Usage("LOG_POLL_INTERVAL_MS must be greater than 0".into()));
@@ -37,7 +45,7 @@ pub async fn open(settings: &Settings, access: Access) -> Result<Arc<dyn EventSt
                 pool_size: settings.pool_size,
                 pool_overflow: settings.pool_overflow,
                 migrate,
-                listen: !(access == Access::Serve && settings.redis_url.is_some()),
+                listen,
                 poll_interval,
                 ..PostgresOptions::default()
             };

@@ -45,7 +45,7 @@ impl Server {
                 settings.projection_lease_ms
             )));
         }
-        let store = backend::open(settings, backend::Access::Serve).await?;
+        let store = backend::open_for_server(settings).await?;
         let durable = backend::open_idempotency(settings).await?;
         let coordination = Coordination::connect(settings, durable).await?;
         // Every part of this instance appends through it, so each of its commits is announced.

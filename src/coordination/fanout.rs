@@ -5,7 +5,7 @@
 //! The channel is `<namespace>:log`; a message is the decimal position of the last event of a commit. It is a hint,
 //! the log stays the source of truth: a lost message costs latency (the next poll), never an event, and positions
 //! only move forward, so a late or repeated message changes nothing. With Redis this replaces the Postgres `LISTEN`
-//! connection of the server's store (see [`backend::open`](crate::backend::open)).
+//! connection of the server's store (see [`backend::open_for_server`](crate::backend::open_for_server)).
 //!
 //! Threading: an append only raises a watch (no I/O on the append path). One task publishes the newest position
 //! it has seen, so a burst of commits costs one message or a few; one task holds the subscription, reconnecting
