@@ -420,3 +420,21 @@ impl IdempotencyStore for PostgresIdempotency {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(ago: Duration) -> Record {
+        let response = StoredResponse { status: 202, headers: Vec::new(), body: Vec::new() };
+        Record { fingerprint: [0; 32], response, recorded_at: OffsetDateTime::now_utc() - ago }
+    }
+
+    #[test]
+    fn remaining_within_retention_is_what_is_left_and_past_it_is_zero() {
+        let day = Duration::from_secs(24 * 3_600);
+        let left = recorded(Duration::from_secs(23 * 3_600)).remaining(day);
+        assert!(left > Duration::from_secs(3_590) && left <= Duration::from_secs(3_600), "{left:?}");
+        assert_eq!(recorded(Duration::from_secs(25 * 3_600)).remaining(day), Duration::ZERO);
+    }
+}
