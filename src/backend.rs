@@ -22,19 +22,38 @@ pub enum Access {
 
 /// Opens the store the settings name.
 pub async fn open(settings: &Settings, access: Access) -> Result<Arc<dyn EventStore>, AppError> {
+    open_listening(settings, access, true).await
+}
+
+/// Opens the store for a server. With Redis the server learns of the other instances' commits through Redis
+/// ([`coordination::fanout`](crate::coordination::fanout)), so its Postgres store holds no `LISTEN` connection;
+/// command-line tools ([`open`]) keep listening.
+pub async fn open_for_server(settings: &Settings) -> Result<Arc<dyn EventStore>, AppError> {
+    open_listening(settings, Access::Serve, settings.redis_url.is_none()).await
+}
+
+/// Opens the store; a Postgres store holds a `LISTEN` connection if `listen`.
+async fn open_listening(settings: &Settings, access: Access, listen: bool) -> Result<Arc<dyn EventStore>, AppError> {
     let migrate = access == Access::Serve && settings.auto_migrate;
+    if settings.log_poll_interval_ms == 0 {
+        return Err(AppError::Usage("LOG_POLL_INTERVAL_MS must be greater than 0".into()));
+    }
+    let poll_interval = std::time::Duration::from_millis(settings.log_poll_interval_ms);
     match &settings.database_url {
         Some(url) => {
             let options = PostgresOptions {
                 pool_size: settings.pool_size,
                 pool_overflow: settings.pool_overflow,
                 migrate,
+                listen,
+                poll_interval,
                 ..PostgresOptions::default()
             };
             Ok(Arc::new(PostgresStore::connect(url.expose_secret(), options).await?))
         }
         None => {
-            let options = SqliteOptions { migrate, create: access == Access::Serve, ..SqliteOptions::default() };
+            let create = access == Access::Serve;
+            let options = SqliteOptions { migrate, create, poll_interval, ..SqliteOptions::default() };
             Ok(Arc::new(SqliteStore::open(&settings.data_dir, options).await?))
         }
     }
@@ -232,12 +251,16 @@ pub async fn open_idempotency(
     settings: &Settings,
 ) -> Result<Arc<dyn crate::api::idempotency::IdempotencyStore>, AppError> {
     use crate::api::idempotency::{PostgresIdempotency, SqliteIdempotency};
+    if settings.idempotency_retention_hours == 0 {
+        return Err(AppError::Usage("IDEMPOTENCY_RETENTION_HOURS must be at least 1".into()));
+    }
+    let retention = settings.idempotency_retention();
     Ok(match &settings.database_url {
         Some(url) => {
             let config = dossier_events::postgres::connect::parse_url(url.expose_secret())?;
             let pool = dossier_events::postgres::connect::pool(&config, 2, settings.pool_overflow.min(8))?;
-            Arc::new(PostgresIdempotency::new(pool))
+            Arc::new(PostgresIdempotency::new(pool, retention))
         }
-        None => Arc::new(SqliteIdempotency::open(&settings.data_dir).map_err(AppError::Usage)?),
+        None => Arc::new(SqliteIdempotency::open(&settings.data_dir, retention).map_err(AppError::Usage)?),
     })
 }

@@ -17,6 +17,7 @@ use crate::api::auth::Keys;
 use crate::api::chat::ChatModel;
 use crate::api::context::{ApiContext, OptionalProbes};
 use crate::api::health::{Probe, TcpProbe};
+use crate::api::idempotency::purge_periodically;
 use crate::api::live::LiveFeed;
 use crate::api::metrics::{Metrics, observe_log};
 use crate::api::projections::{ProjectionHandle, rebuild_with};
@@ -44,15 +45,17 @@ impl Server {
                 settings.projection_lease_ms
             )));
         }
-        let store = backend::open(settings, backend::Access::Serve).await?;
+        let store = backend::open_for_server(settings).await?;
+        let durable = backend::open_idempotency(settings).await?;
+        let coordination = Coordination::connect(settings, durable).await?;
+        // Every part of this instance appends through it, so each of its commits is announced.
+        let store = coordination.announcing(store);
         let config = backend::runtime_config(settings)?;
         let embedding = backend::embedding_config(&config)?;
         let embedder = config.embedder.clone();
         let runtime = backend::start_runtime(config, Arc::clone(&store)).await?;
         let opened = backend::open_projections(settings, Arc::clone(&store), embedding).await?;
         let read_model = Arc::clone(&opened.read_model);
-        let durable = backend::open_idempotency(settings).await?;
-        let coordination = Coordination::connect(settings, durable).await?;
         let instance_id = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
         let ttl = std::time::Duration::from_millis(settings.projection_lease_ms);
         let runnable: [(&'static str, Arc<dyn Projection>); 2] = [
@@ -182,6 +185,10 @@ impl Application {
         let head = services.store.head_position().await?;
         let live = LiveFeed::start(Arc::clone(&services.store), head, shutdown_watch.clone());
         tokio::spawn(observe_log(Arc::clone(&live), head, Arc::clone(&metrics)));
+        if let Some(fanout) = services.coordination.fanout {
+            fanout.start(Arc::clone(&services.store), Arc::clone(&metrics), shutdown_watch.clone());
+        }
+        tokio::spawn(purge_periodically(Arc::clone(&services.coordination.idempotency), shutdown_watch.clone()));
         let context = ApiContext {
             store: services.store,
             runtime: services.runtime,

@@ -65,6 +65,13 @@ pub struct Settings {
     pub redis_namespace: String,
     /// `RATE_LIMIT_PER_MINUTE`: API requests a minute per (tenant, subject); 0 disables the limit (default 600).
     pub rate_limit_per_minute: u32,
+    /// `LOG_POLL_INTERVAL_MS`: how often a follower of the log (live events, projections) re-reads it when no
+    /// commit was announced (default 500). Commits are announced by this instance's own writer, by Postgres
+    /// `LISTEN`, and with Redis by the other instances, so the poll only bounds the latency of unannounced ones.
+    pub log_poll_interval_ms: u64,
+    /// `IDEMPOTENCY_RETENTION_HOURS`: how long a recorded command response is replayed under its `Idempotency-Key`
+    /// (default 24); older records are no longer replayed and are purged.
+    pub idempotency_retention_hours: u64,
     /// `PROJECTION_LEASE_MS`: time to live of a projection lease (default 10000); its holder renews it every third.
     pub projection_lease_ms: u64,
     /// `QDRANT_URL`: a Qdrant server's gRPC endpoint (`http://host:6334`); unset: the embedded engine under the data
@@ -85,6 +92,11 @@ pub struct SettingsError {
 }
 
 impl Settings {
+    /// How long recorded command responses are kept (`IDEMPOTENCY_RETENTION_HOURS`).
+    pub fn idempotency_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.idempotency_retention_hours.saturating_mul(3_600))
+    }
+
     /// Reads the settings from the process environment, after loading `.env` if there is one (variables already
     /// set win over the file).
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -135,6 +147,8 @@ impl Settings {
             redis_url: get("REDIS_URL").map(SecretString::from),
             redis_namespace: get("REDIS_NAMESPACE").unwrap_or_else(|| "dossier".to_owned()),
             rate_limit_per_minute: parse(&get, "RATE_LIMIT_PER_MINUTE", 600)?,
+            log_poll_interval_ms: parse(&get, "LOG_POLL_INTERVAL_MS", 500)?,
+            idempotency_retention_hours: parse(&get, "IDEMPOTENCY_RETENTION_HOURS", 24)?,
             projection_lease_ms: parse(&get, "PROJECTION_LEASE_MS", 10_000)?,
             qdrant_url: get("QDRANT_URL"),
             qdrant_api_key: get("QDRANT_API_KEY").map(SecretString::from),
@@ -174,6 +188,7 @@ mod tests {
         assert_eq!(settings.data_dir, PathBuf::from("data"));
         assert_eq!((settings.pool_size, settings.pool_overflow), (5, 15));
         assert_eq!(settings.log_format, LogFormat::Text);
+        assert_eq!((settings.log_poll_interval_ms, settings.idempotency_retention_hours), (500, 24));
     }
 
     #[test]

@@ -25,6 +25,7 @@ contract_tests!(
     reopen_after_drop_returns_identical_events_and_hashes,
     idempotency_key_reused_after_restart_returns_original_outcome,
     read_stream_applies_upcasters_and_stored_read_does_not,
+    hint_head_wakes_a_subscription_at_the_head_for_another_writers_commit,
 );
 
 fn event(n: usize) -> NewEvent {
@@ -336,4 +337,24 @@ async fn read_stream_applies_upcasters_and_stored_read_does_not(backend: Backend
     assert_eq!(report.first_bad, None);
     let ordered: BTreeSet<u64> = upcast.iter().map(|e| e.position).collect();
     assert_eq!(ordered.len(), 1);
+}
+
+async fn hint_head_wakes_a_subscription_at_the_head_for_another_writers_commit(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let writer = scratch.open().await;
+    // Another process's store, as a server with Redis opens it: it polls once a minute and does not LISTEN.
+    let follower = scratch.open_unannounced(Duration::from_secs(60)).await;
+    let mut subscription = Arc::clone(&follower).subscribe_all(0);
+    // Let it read the empty log and wait at the head (were it still reading, it would find the event unprompted).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let outcome = writer.append(&stream("hinted"), ExpectedVersion::Any, vec![event(1)], metadata()).await.expect("a");
+    let unprompted = tokio::time::timeout(Duration::from_millis(500), subscription.next()).await;
+    assert!(unprompted.is_err(), "nothing but a hint or the poll can wake it: {unprompted:?}");
+    follower.hint_head(outcome.last_position);
+    let woken = tokio::time::timeout(Duration::from_secs(5), subscription.next()).await.expect("woken by the hint");
+    assert_eq!(woken.expect("open").expect("event").position, outcome.last_position);
+    // Hints only move the head forward.
+    follower.hint_head(outcome.last_position + 10);
+    follower.hint_head(0);
+    assert_eq!(*follower.watch_head().borrow(), outcome.last_position + 10);
 }

@@ -15,6 +15,7 @@ pub mod document;
 pub mod envelope;
 pub mod error;
 pub mod hash;
+pub mod head;
 pub mod migrate;
 pub mod postgres;
 mod rows;

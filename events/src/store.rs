@@ -1,13 +1,14 @@
 //! The `EventStore` port: the contract every log backend fulfils.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::envelope::{AppendOutcome, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use crate::error::StoreResult;
-use crate::subscription::Subscription;
+use crate::subscription::{DEFAULT_POLL_INTERVAL, Subscription};
 use crate::upcast::Upcasters;
 
 /// An append-only log of event streams with a gap-free global order.
@@ -53,6 +54,17 @@ pub trait EventStore: Send + Sync + 'static {
     /// Changes whenever this store learns of new commits (its own, or, where the backend can tell, other
     /// processes'); carries the newest head position known.
     fn watch_head(&self) -> watch::Receiver<u64>;
+
+    /// Tells the store that the log has reached `position` through a commit it could not see itself (another
+    /// instance's, announced through Redis): wakes the subscriptions waiting at the head. Only a hint: positions
+    /// only move forward, and readers still read the log, so a hint that is lost or ahead of what is visible costs
+    /// a re-read or some latency, never an event. Stores without a head watch of their own ignore it.
+    fn hint_head(&self, _position: u64) {}
+
+    /// How often a subscription at the head re-reads the log without a signal (for commits nobody announced).
+    fn poll_interval(&self) -> Duration {
+        DEFAULT_POLL_INTERVAL
+    }
 
     /// The upcasting steps applied by [`read_stream`](Self::read_stream) and [`read_all`](Self::read_all).
     fn upcasters(&self) -> &Upcasters;

@@ -1,8 +1,8 @@
 //! Catch-up subscriptions to the global log.
 //!
 //! A subscription is a task that pages through [`EventStore::read_all`] from a position and pushes each event into a
-//! bounded channel. When it reaches the head it waits for the store's head watch (or a short poll, for commits made
-//! by other processes that the backend could not signal) and reads on. Because positions are gap-free and visible
+//! bounded channel. When it reaches the head it waits for the store's head watch (or a poll, for commits made by
+//! other processes that nobody signalled) and reads on. Because positions are gap-free and visible
 //! in order, "everything after the last position I saw" is always exactly the events not seen yet.
 
 use std::pin::Pin;
@@ -22,8 +22,9 @@ pub const DEFAULT_BUFFER: usize = 1_024;
 /// Events read per page.
 pub const PAGE_SIZE: usize = 1_000;
 
-/// How often a subscription at the head re-reads even without a signal.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a subscription at the head re-reads even without a signal, unless the store says otherwise
+/// ([`EventStore::poll_interval`]).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A live, ordered stream of events; dropping it stops its reader task.
 pub struct Subscription {
@@ -58,6 +59,7 @@ async fn follow<S: EventStore + ?Sized>(
     sender: mpsc::Sender<StoreResult<RecordedEvent>>,
 ) {
     let mut head = store.watch_head();
+    let poll_interval = store.poll_interval();
     let mut backoff = Duration::from_millis(50);
     loop {
         // Mark the head as seen *before* reading, so a commit between the read and the wait still wakes us.
@@ -89,7 +91,7 @@ async fn follow<S: EventStore + ?Sized>(
                         return;
                     }
                 }
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = tokio::time::sleep(poll_interval) => {}
                 () = sender.closed() => return,
             }
             continue;

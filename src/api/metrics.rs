@@ -7,6 +7,8 @@
 //!   count the events of every process sharing the log, and a stage's duration is the time between the event that
 //!   started it and the one that recorded its result, queueing included);
 //! - `dossier_api_events_appended_total`: events appended by this process's API commands;
+//! - `dossier_log_hints_published_total` and `dossier_log_hints_received_total`: commit announcements sent to and
+//!   heard from the other instances (Redis; see [`crate::coordination::fanout`]);
 //! - `dossier_log_head_position`, `dossier_projection_*` from the live projection's status.
 
 use std::collections::{BTreeMap, HashMap};
@@ -81,6 +83,8 @@ type Gauge = fn(&ProjectionStatus, u64) -> f64;
 pub struct Metrics {
     inner: Mutex<Inner>,
     api_appended: AtomicU64,
+    hints_published: AtomicU64,
+    hints_received: AtomicU64,
 }
 
 impl Metrics {
@@ -95,6 +99,16 @@ impl Metrics {
     /// Counts events appended by an API command.
     pub fn record_appended(&self, events: usize) {
         self.api_appended.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one of this instance's commits announced to the others (through Redis).
+    pub fn record_hint_published(&self) {
+        self.hints_published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one commit announcement heard (through Redis; this instance's own included).
+    pub fn record_hint_received(&self) {
+        self.hints_received.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one committed event of the log.
@@ -159,6 +173,25 @@ impl Metrics {
         out.push_str("# HELP dossier_api_events_appended_total Events appended by this process's API commands.\n");
         out.push_str("# TYPE dossier_api_events_appended_total counter\n");
         let _ = writeln!(out, "dossier_api_events_appended_total {}", self.api_appended.load(Ordering::Relaxed));
+        let hints = [
+            (
+                "dossier_log_hints_published_total",
+                "Commits of this instance announced to the others.",
+                &self.hints_published,
+            ),
+            (
+                "dossier_log_hints_received_total",
+                "Commit announcements heard, this instance's own included.",
+                &self.hints_received,
+            ),
+        ];
+        for (metric, help, count) in hints {
+            let _ = writeln!(
+                out,
+                "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
         out.push_str("# HELP dossier_pipeline_stage_retries_total Failed pipeline stage attempts.\n");
         out.push_str("# TYPE dossier_pipeline_stage_retries_total counter\n");
         for stage in [Stage::Parse, Stage::Chunk, Stage::Embed] {

@@ -1,19 +1,25 @@
 //! Coordination between dossier instances that share one log: per-subject rate limits, the idempotency response
-//! cache, and projection leases, in Redis when `REDIS_URL` is set and in-process otherwise.
+//! cache, projection leases and the fan-out of live events, in Redis when `REDIS_URL` is set and in-process
+//! otherwise.
 //!
 //! Each concern is a small trait with an in-process implementation (one instance) and a Redis one (several):
 //! [`RateLimiter`](crate::api::rate_limit::RateLimiter), [`IdempotencyStore`](crate::api::idempotency::IdempotencyStore)
-//! (Redis caches in front of the durable record, which stays the source of truth) and [`lease::LeaseStore`].
+//! (Redis caches in front of the durable record, which stays the source of truth) and [`lease::LeaseStore`]. The
+//! live fan-out ([`fanout`]) needs nothing in process: the store's own head watch already wakes its followers.
 
+pub mod fanout;
 pub mod lease;
 pub mod redis;
 
 use std::sync::Arc;
 
+use dossier_events::EventStore;
+
 use crate::api::idempotency::IdempotencyStore;
 use crate::api::rate_limit::{InProcessRateLimiter, RateLimiter};
 use crate::error::AppError;
 use crate::settings::Settings;
+use fanout::FanOut;
 use lease::{InProcessLeases, LeaseStore};
 
 /// The coordination services of one instance.
@@ -24,6 +30,8 @@ pub struct Coordination {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// Who runs each projection.
     pub leases: Arc<dyn LeaseStore>,
+    /// Announces commits to the other instances and hears theirs (with Redis).
+    pub fanout: Option<FanOut>,
 }
 
 impl Coordination {
@@ -36,17 +44,28 @@ impl Coordination {
                 let redis = redis::Redis::connect(url.expose_secret(), &settings.redis_namespace)
                     .await
                     .map_err(AppError::Usage)?;
+                let retention = settings.idempotency_retention();
                 Ok(Self {
                     rate_limiter: Arc::new(redis::RedisRateLimiter::new(redis.clone(), settings.rate_limit_per_minute)),
-                    idempotency: Arc::new(redis::CachedIdempotency::new(redis.clone(), durable)),
-                    leases: Arc::new(redis::RedisLeases::new(redis)),
+                    idempotency: Arc::new(redis::CachedIdempotency::new(redis.clone(), durable, retention)),
+                    leases: Arc::new(redis::RedisLeases::new(redis.clone())),
+                    fanout: Some(FanOut::new(redis)),
                 })
             }
             None => Ok(Self {
                 rate_limiter: Arc::new(InProcessRateLimiter::new(settings.rate_limit_per_minute)),
                 idempotency: durable,
                 leases: Arc::new(InProcessLeases),
+                fanout: None,
             }),
+        }
+    }
+
+    /// `store` as this instance's parts must use it: with Redis, its commits are announced to the other instances.
+    pub fn announcing(&self, store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
+        match &self.fanout {
+            Some(fanout) => fanout.announcing(store),
+            None => store,
         }
     }
 }

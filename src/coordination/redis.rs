@@ -2,7 +2,7 @@
 //! recorded command responses, and leases (`SET NX PX`, renewed and released only by their holder).
 //!
 //! Keys, under the namespace (`REDIS_NAMESPACE`, default `dossier`): `<ns>:rate:<sha256(tenant, subject)>`,
-//! `<ns>:idem:<sha256(tenant, key)>`, `<ns>:lease:<name>`.
+//! `<ns>:idem:<sha256(tenant, key)>`, `<ns>:lease:<name>`; and the channel `<ns>:log` ([`super::fanout`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +18,6 @@ use crate::api::error::ApiError;
 use crate::api::idempotency::{IdempotencyStore, Record, StoredResponse};
 use crate::api::rate_limit::RateLimiter;
 use crate::coordination::lease::LeaseStore;
-
-/// How long a cached response is kept (the database keeps it for good).
-const CACHE_TTL_SECONDS: u64 = 24 * 3600;
 
 /// Takes one token from a bucket; returns 0 when granted, else the milliseconds until a token is due.
 const TOKEN_BUCKET: &str = r"
@@ -62,6 +59,7 @@ return 0
 /// A connection to Redis, shared by the services (it reconnects by itself).
 #[derive(Clone)]
 pub struct Redis {
+    client: redis::Client,
     connection: ConnectionManager,
     namespace: Arc<str>,
 }
@@ -82,11 +80,22 @@ impl Redis {
                 .await
                 .map_err(|_| format!("cannot connect to Redis at {address}: no answer within 5 s"))?
                 .map_err(|error| format!("cannot connect to Redis at {address}: {error}"))?;
-        Ok(Self { connection, namespace: Arc::from(namespace) })
+        Ok(Self { client, connection, namespace: Arc::from(namespace) })
     }
 
-    fn connection(&self) -> ConnectionManager {
+    /// The shared connection (for commands).
+    pub(crate) fn connection(&self) -> ConnectionManager {
         self.connection.clone()
+    }
+
+    /// The client, for connections of their own (a pub/sub subscription holds its connection).
+    pub(crate) fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
+    /// The prefix of this deployment's keys and channels.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// `<namespace>:<kind>:<sha256 of the parts>`.
@@ -143,6 +152,8 @@ struct CachedRecord {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// Microseconds since the Unix epoch (an entry cached before this field existed no longer reads: a miss).
+    recorded_at: i64,
 }
 
 impl CachedRecord {
@@ -152,6 +163,7 @@ impl CachedRecord {
             status: record.response.status,
             headers: record.response.headers.clone(),
             body: STANDARD.encode(&record.response.body),
+            recorded_at: i64::try_from(record.recorded_at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX),
         }
     }
 
@@ -163,30 +175,37 @@ impl CachedRecord {
                 headers: self.headers,
                 body: STANDARD.decode(self.body).ok()?,
             },
+            recorded_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.recorded_at) * 1_000).ok()?,
         })
     }
 }
 
 /// Recorded command responses read through a Redis cache; the database record stays the source of truth (a
-/// cache that is down or evicted only costs a database read).
+/// cache that is down or evicted only costs a database read). An entry expires when its record does.
 pub struct CachedIdempotency {
     redis: Redis,
     durable: Arc<dyn IdempotencyStore>,
+    retention: Duration,
 }
 
 impl CachedIdempotency {
-    /// A cache in front of `durable`.
-    pub fn new(redis: Redis, durable: Arc<dyn IdempotencyStore>) -> Self {
-        Self { redis, durable }
+    /// A cache in front of `durable`, whose records are kept for `retention`.
+    pub fn new(redis: Redis, durable: Arc<dyn IdempotencyStore>, retention: Duration) -> Self {
+        Self { redis, durable, retention }
     }
 
     async fn cache(&self, key: &str, record: &Record) {
+        // A record read back late in its life is cached only for the rest of it.
+        let remaining_ms = record.remaining(self.retention).as_millis() as u64;
+        if remaining_ms == 0 {
+            return;
+        }
         let Ok(json) = serde_json::to_string(&CachedRecord::from_record(record)) else { return };
         let result: redis::RedisResult<()> = redis::cmd("SET")
             .arg(key)
             .arg(json)
-            .arg("EX")
-            .arg(CACHE_TTL_SECONDS)
+            .arg("PX")
+            .arg(remaining_ms)
             .query_async(&mut self.redis.connection())
             .await;
         if let Err(error) = result {
@@ -203,9 +222,9 @@ impl IdempotencyStore for CachedIdempotency {
             redis::cmd("GET").arg(&cache_key).query_async(&mut self.redis.connection()).await;
         match cached {
             Ok(Some(json)) => {
-                if let Some(record) =
-                    serde_json::from_str::<CachedRecord>(&json).ok().and_then(CachedRecord::into_record)
-                {
+                let cached = serde_json::from_str::<CachedRecord>(&json).ok().and_then(CachedRecord::into_record);
+                // Expired (the retention was shortened since it was cached): the database decides.
+                if let Some(record) = cached.filter(|record| record.remaining(self.retention) > Duration::ZERO) {
                     return Ok(Some(record));
                 }
             }
@@ -223,6 +242,11 @@ impl IdempotencyStore for CachedIdempotency {
         let stored = self.durable.put(tenant, key, record).await?;
         self.cache(&self.redis.hashed_key("idem", &[tenant, key]), &stored).await;
         Ok(stored)
+    }
+
+    async fn purge_expired(&self) -> Result<u64, ApiError> {
+        // Cached entries expire by themselves.
+        self.durable.purge_expired().await
     }
 }
 

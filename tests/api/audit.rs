@@ -2,16 +2,19 @@
 //! verify), the
 //! global log, live events resumed with Last-Event-ID, and tamper detection.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dossier::api::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::contract_tests;
-use crate::support::api::{TestApi, eventually, token};
+use crate::support::api::{TestApi, eventually, read_sse, token};
 use crate::support::mock_ollama::MockOllama;
 use crate::support::{Backend, Scratch};
+
+/// How long a test waits for live events.
+const SSE_WAIT: Duration = Duration::from_secs(30);
 
 contract_tests!(
     end_to_end_upload_ready_search_ask_audit_history_delete_verify,
@@ -147,39 +150,6 @@ async fn global_log_pages_the_tenants_events_in_position_order(backend: Backend)
     api.stop().await;
 }
 
-/// Reads server-sent events until `done` says so, or fails after 30 s; returns (id, event, data) triples.
-async fn read_sse(
-    response: &mut reqwest::Response,
-    mut done: impl FnMut(&[(String, String, Value)]) -> bool,
-) -> Vec<(String, String, Value)> {
-    let mut events = Vec::new();
-    let mut buffer = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done(&events) {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let chunk = tokio::time::timeout(remaining, response.chunk()).await;
-        let chunk = chunk.expect("events in time").expect("stream readable").expect("stream still open");
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let (mut id, mut name, mut data) = (String::new(), String::new(), String::new());
-            for line in block.lines() {
-                if let Some(value) = line.strip_prefix("id:") {
-                    id = value.trim().to_owned();
-                } else if let Some(value) = line.strip_prefix("event:") {
-                    name = value.trim().to_owned();
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    data.push_str(value.trim());
-                }
-            }
-            if !id.is_empty() {
-                events.push((id, name, serde_json::from_str(&data).unwrap_or(Value::Null)));
-            }
-        }
-    }
-    events
-}
-
 async fn live_events_resume_after_last_event_id_and_follow_new_commits(backend: Backend) {
     let scratch = Scratch::new(backend).await;
     let api = TestApi::start(&scratch).await;
@@ -197,12 +167,13 @@ async fn live_events_resume_after_last_event_id_and_follow_new_commits(backend: 
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().is_ok_and(|kind| kind.starts_with("text/event-stream")));
     // Resumed after position 1: the rest of the first document's events.
-    let resumed = read_sse(&mut response, |events| events.iter().any(|(_, name, _)| name == "DocumentReady")).await;
+    let resumed =
+        read_sse(&mut response, SSE_WAIT, |events| events.iter().any(|(_, name, _)| name == "DocumentReady")).await;
     assert_eq!(resumed[0].0, "2", "resumes right after Last-Event-ID");
     assert!(resumed.iter().all(|(_, _, data)| data["metadata"]["tenant_id"] == json!("acme")));
     // New commits arrive live.
     let second = api.upload_text(&admin, "c.txt", "second").await.json["id"].as_str().expect("id").to_owned();
-    let live = read_sse(&mut response, |events| {
+    let live = read_sse(&mut response, SSE_WAIT, |events| {
         events.iter().any(|(_, name, data)| {
             name == "DocumentUploaded" && data["stream_id"] == json!(format!("document-{second}"))
         })
@@ -291,7 +262,8 @@ async fn live_events_fan_out_to_every_client_from_one_follower(backend: Backend)
     let id = api.upload_text(&admin, "a.txt", "fan me out").await.json["id"].as_str().expect("id").to_owned();
     let stream = json!(format!("document-{id}"));
     for response in [&mut first, &mut second] {
-        let events = read_sse(response, |events| events.iter().any(|(_, name, _)| name == "DocumentReady")).await;
+        let events =
+            read_sse(response, SSE_WAIT, |events| events.iter().any(|(_, name, _)| name == "DocumentReady")).await;
         let names: Vec<&str> = events.iter().map(|(_, name, _)| name.as_str()).collect();
         assert_eq!(names, ["DocumentUploaded", "DocumentParsed", "DocumentChunked", "DocumentReady"]);
         assert!(events.iter().all(|(_, _, data)| data["stream_id"] == stream));
@@ -345,7 +317,7 @@ async fn live_client_joining_during_commits_sees_every_position_once(backend: Ba
         .expect("connect");
     writer.await.expect("uploads");
     let expected = documents * 4;
-    let events = read_sse(&mut response, |events| events.len() >= expected).await;
+    let events = read_sse(&mut response, SSE_WAIT, |events| events.len() >= expected).await;
     let positions: Vec<u64> = events.iter().map(|(id, _, _)| id.parse().expect("position")).collect();
     let every: Vec<u64> = (1..=expected as u64).collect();
     assert_eq!(positions, every, "each position exactly once, in order");

@@ -8,14 +8,8 @@ use dossier::api::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::api::{SECRET, TestApi, eventually, token};
+use crate::support::api::{SECRET, TestApi, eventually, redis_connection, redis_namespace, redis_url, token};
 use crate::support::{Backend, Scratch};
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
-        panic!("REDIS_URL is not set: run the tests with scripts/test.sh, which starts a throwaway Redis")
-    })
-}
 
 /// A `dossier serve` child process, stopped (SIGTERM, then SIGKILL) when dropped.
 struct Instance {
@@ -175,9 +169,8 @@ async fn rate_limit_and_recorded_responses_are_shared_across_instances() {
     assert_eq!((replayed.status, replayed.text.as_str()), (202, created.text.as_str()));
     assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
     // The response is cached in Redis, in this deployment's namespace.
-    let namespace = scratch.dir.file_name().expect("name").to_string_lossy().into_owned();
-    let client = ::redis::Client::open(redis.as_str()).expect("redis url");
-    let mut connection = client.get_multiplexed_async_connection().await.expect("connect to redis");
+    let namespace = redis_namespace(&scratch);
+    let mut connection = redis_connection().await;
     let cached: Vec<String> =
         ::redis::cmd("KEYS").arg(format!("{namespace}:idem:*")).query_async(&mut connection).await.expect("keys");
     assert_eq!(cached.len(), 1, "{cached:?}");
@@ -199,10 +192,9 @@ async fn rebuild_while_another_instance_holds_the_rebuild_lease_returns_409() {
     let api = TestApi::start_with(&scratch, &[("REDIS_URL", redis.as_str())]).await;
     let admin = token("root", "acme", &[Role::Admin]);
     // Play the other instance: hold the rebuild lease under this server's namespace.
-    let namespace = scratch.dir.file_name().expect("name").to_string_lossy().into_owned();
+    let namespace = redis_namespace(&scratch);
     let key = format!("{namespace}:lease:read_model:rebuild");
-    let client = ::redis::Client::open(redis.as_str()).expect("redis url");
-    let mut connection = client.get_multiplexed_async_connection().await.expect("connect to redis");
+    let mut connection = redis_connection().await;
     let _: () = ::redis::cmd("SET")
         .arg(&key)
         .arg("another-instance")

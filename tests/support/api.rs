@@ -58,12 +58,21 @@ impl Answer {
 }
 
 /// Polls `probe` every 25 ms until it returns `Ok`; after 30 s fails with `what` and the last `Err` (what was seen).
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    eventually_within(Duration::from_secs(30), what, probe).await
+}
+
+/// [`eventually`] with a deadline of `within`.
+pub async fn eventually_within<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
     loop {
         match probe().await {
             Ok(value) => return value,
@@ -73,14 +82,68 @@ where
     }
 }
 
+/// Reads server-sent events until `done` says so, or fails after `within`; returns (id, event, data) triples.
+pub async fn read_sse(
+    response: &mut reqwest::Response,
+    within: Duration,
+    mut done: impl FnMut(&[(String, String, Value)]) -> bool,
+) -> Vec<(String, String, Value)> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let deadline = Instant::now() + within;
+    while !done(&events) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(remaining, response.chunk()).await;
+        let chunk = chunk
+            .unwrap_or_else(|_| panic!("no awaited event within {within:?}; got {events:?}"))
+            .expect("stream readable")
+            .expect("stream still open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut id, mut name, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("id:") {
+                    id = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("event:") {
+                    name = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim());
+                }
+            }
+            if !id.is_empty() {
+                events.push((id, name, serde_json::from_str(&data).unwrap_or(Value::Null)));
+            }
+        }
+    }
+    events
+}
+
+/// The Redis of the tests (scripts/test.sh starts a throwaway one).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
+        panic!("REDIS_URL is not set: run the tests with scripts/test.sh, which starts a throwaway Redis")
+    })
+}
+
+/// The Redis namespace of the test servers over `scratch`.
+pub fn redis_namespace(scratch: &Scratch) -> String {
+    scratch.dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// A connection to the tests' Redis, to look at (or play with) what the servers keep there.
+pub async fn redis_connection() -> ::redis::aio::MultiplexedConnection {
+    let client = ::redis::Client::open(redis_url()).expect("redis url");
+    client.get_multiplexed_async_connection().await.expect("connect to redis")
+}
+
 /// The settings of a test server over `scratch` (`extra` overrides).
 pub fn settings(scratch: &Scratch, extra: &[(&str, &str)]) -> Settings {
     let mut map: HashMap<String, String> = HashMap::new();
     map.insert("DOSSIER_DATA_DIR".into(), scratch.data_dir().display().to_string());
     map.insert("SECRET_KEY".into(), SECRET.into());
     // Servers of one scratch share Redis keys; tests running at the same time do not.
-    let namespace = scratch.dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-    map.insert("REDIS_NAMESPACE".into(), namespace);
+    map.insert("REDIS_NAMESPACE".into(), redis_namespace(scratch));
     if let Some(url) = scratch.database_url() {
         map.insert("DATABASE_URL".into(), url);
     }

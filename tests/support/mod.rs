@@ -71,15 +71,27 @@ impl Scratch {
     }
 
     pub async fn open_with(&self, hook: Option<CommitHook>) -> Arc<dyn EventStore> {
+        let sqlite = SqliteOptions { commit_hook: hook.clone(), ..SqliteOptions::default() };
+        self.open_options(sqlite, PostgresOptions { commit_hook: hook, ..PostgresOptions::default() }).await
+    }
+
+    /// The store as a server with Redis opens it: no `LISTEN`, re-reading at the head only every `poll`, so only
+    /// its own commits and [`EventStore::hint_head`] wake its subscriptions promptly.
+    pub async fn open_unannounced(&self, poll: std::time::Duration) -> Arc<dyn EventStore> {
+        let sqlite = SqliteOptions { poll_interval: poll, ..SqliteOptions::default() };
+        let postgres = PostgresOptions { listen: false, poll_interval: poll, ..PostgresOptions::default() };
+        self.open_options(sqlite, postgres).await
+    }
+
+    /// The store with the options of its backend.
+    async fn open_options(&self, sqlite: SqliteOptions, postgres: PostgresOptions) -> Arc<dyn EventStore> {
         match self.backend {
             Backend::Embedded => {
-                let options = SqliteOptions { commit_hook: hook, ..SqliteOptions::default() };
-                Arc::new(SqliteStore::open(&self.data_dir(), options).await.expect("open embedded store"))
+                Arc::new(SqliteStore::open(&self.data_dir(), sqlite).await.expect("open embedded store"))
             }
             Backend::Postgres => {
                 let url = self.database_url().expect("postgres scratch");
-                let options = PostgresOptions { commit_hook: hook, ..PostgresOptions::default() };
-                Arc::new(PostgresStore::connect(&url, options).await.expect("connect postgres store"))
+                Arc::new(PostgresStore::connect(&url, postgres).await.expect("connect postgres store"))
             }
         }
     }

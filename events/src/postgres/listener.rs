@@ -59,13 +59,7 @@ async fn listen_once(config: &Config, head: &watch::Sender<u64>) {
     }
     while let Some(payload) = notifications.recv().await {
         if let Ok(position) = payload.parse::<u64>() {
-            head.send_if_modified(|known| {
-                let newer = position > *known;
-                if newer {
-                    *known = position;
-                }
-                newer
-            });
+            crate::head::advance(head, position);
         }
     }
     driver.abort();

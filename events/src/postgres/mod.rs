@@ -4,7 +4,8 @@ pub mod connect;
 mod listener;
 mod writer;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -40,11 +41,24 @@ pub struct PostgresOptions {
     pub upcasters: Upcasters,
     /// Fault injection for tests.
     pub commit_hook: Option<CommitHook>,
+    /// Hold a `LISTEN dossier_log` connection so subscriptions wake at once for other processes' commits (off
+    /// when something else announces them, such as Redis).
+    pub listen: bool,
+    /// How often a subscription at the head re-reads without a signal.
+    pub poll_interval: Duration,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self { pool_size: 5, pool_overflow: 15, migrate: true, upcasters: Upcasters::standard(), commit_hook: None }
+        Self {
+            pool_size: 5,
+            pool_overflow: 15,
+            migrate: true,
+            upcasters: Upcasters::standard(),
+            commit_hook: None,
+            listen: true,
+            poll_interval: crate::subscription::DEFAULT_POLL_INTERVAL,
+        }
     }
 }
 
@@ -59,6 +73,9 @@ struct Inner {
     pool: Pool,
     queue: mpsc::Sender<Submission>,
     head: watch::Receiver<u64>,
+    /// The writer's side of `head`, for hints (weak: the writer's exit closes the watch).
+    head_hints: Weak<watch::Sender<u64>>,
+    poll_interval: Duration,
     upcasters: Upcasters,
 }
 
@@ -88,6 +105,7 @@ impl PostgresStore {
         };
         let (head_sender, head_receiver) = watch::channel(head);
         let head_sender = Arc::new(head_sender);
+        let head_hints = Arc::downgrade(&head_sender);
         let (queue_sender, queue_receiver) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::Writer {
             config: config.clone(),
@@ -96,14 +114,18 @@ impl PostgresStore {
             hook: options.commit_hook,
         };
         tokio::spawn(writer.run());
-        tokio::spawn(listener::run(config, head_sender));
-        tracing::info!(database = %location, head, "postgres_store_opened");
+        if options.listen {
+            tokio::spawn(listener::run(config, head_sender));
+        }
+        tracing::info!(database = %location, head, listen = options.listen, "postgres_store_opened");
         Ok(Self {
             inner: Arc::new(Inner {
                 location,
                 pool,
                 queue: queue_sender,
                 head: head_receiver,
+                head_hints,
+                poll_interval: options.poll_interval,
                 upcasters: options.upcasters,
             }),
         })
@@ -210,6 +232,14 @@ impl EventStore for PostgresStore {
 
     fn watch_head(&self) -> watch::Receiver<u64> {
         self.inner.head.clone()
+    }
+
+    fn hint_head(&self, position: u64) {
+        crate::head::hint(&self.inner.head_hints, position);
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.inner.poll_interval
     }
 
     fn upcasters(&self) -> &Upcasters {

@@ -120,14 +120,7 @@ impl Writer {
                         head = committed.head,
                         "batch_committed"
                     );
-                    let head = committed.head;
-                    self.head.send_if_modified(|known| {
-                        let newer = head > *known;
-                        if newer {
-                            *known = head;
-                        }
-                        newer
-                    });
+                    crate::head::advance(&self.head, committed.head);
                     batch::reply_all(batch, committed.results);
                 }
                 Err(error) => {

@@ -7,7 +7,8 @@ mod file;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -42,11 +43,19 @@ pub struct SqliteOptions {
     pub upcasters: Upcasters,
     /// Fault injection for tests.
     pub commit_hook: Option<CommitHook>,
+    /// How often a subscription at the head re-reads without a signal.
+    pub poll_interval: Duration,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { migrate: true, create: true, upcasters: Upcasters::standard(), commit_hook: None }
+        Self {
+            migrate: true,
+            create: true,
+            upcasters: Upcasters::standard(),
+            commit_hook: None,
+            poll_interval: crate::subscription::DEFAULT_POLL_INTERVAL,
+        }
     }
 }
 
@@ -60,6 +69,9 @@ struct Inner {
     path: PathBuf,
     queue: mpsc::Sender<Submission>,
     head: watch::Receiver<u64>,
+    /// The writer's side of `head`, for hints (weak: the writer's exit closes the watch).
+    head_hints: Weak<watch::Sender<u64>>,
+    poll_interval: Duration,
     readers: Mutex<Vec<Connection>>,
     upcasters: Upcasters,
 }
@@ -106,6 +118,8 @@ impl SqliteStore {
             .query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| row.get(0))
             .map_err(|error| StoreError::database(format!("{}: reading the head", path.display()), error))?;
         let (head_sender, head_receiver) = watch::channel(head as u64);
+        let head_sender = Arc::new(head_sender);
+        let head_hints = Arc::downgrade(&head_sender);
         let (queue_sender, queue_receiver) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::Writer {
             connection,
@@ -124,6 +138,8 @@ impl SqliteStore {
                 path,
                 queue: queue_sender,
                 head: head_receiver,
+                head_hints,
+                poll_interval: options.poll_interval,
                 readers: Mutex::new(Vec::new()),
                 upcasters: options.upcasters,
             }),
@@ -284,6 +300,14 @@ impl EventStore for SqliteStore {
 
     fn watch_head(&self) -> watch::Receiver<u64> {
         self.inner.head.clone()
+    }
+
+    fn hint_head(&self, position: u64) {
+        crate::head::hint(&self.inner.head_hints, position);
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.inner.poll_interval
     }
 
     fn upcasters(&self) -> &Upcasters {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -23,7 +24,7 @@ pub(crate) struct Writer {
     pub connection: Connection,
     pub path: PathBuf,
     pub queue: mpsc::Receiver<Submission>,
-    pub head: watch::Sender<u64>,
+    pub head: Arc<watch::Sender<u64>>,
     pub hook: Option<CommitHook>,
 }
 
@@ -49,7 +50,7 @@ impl Writer {
             match result {
                 Ok(committed) => {
                     if committed.events > 0 {
-                        self.head.send_replace(committed.head);
+                        crate::head::advance(&self.head, committed.head);
                     }
                     batch::reply_all(batch, committed.results);
                 }
