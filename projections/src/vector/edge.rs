@@ -42,9 +42,9 @@ const OPTIMIZE_AFTER_POINTS: usize = 20_000;
 /// While bulk loading: points written after which the appendable segment is sealed.
 const BULK_OPTIMIZE_AFTER_POINTS: usize = 4_000;
 
-/// While bulk loading: segments above this size (KiB of vectors) are sealed by `optimize()`; low, so that the point
-/// count above decides.
-const BULK_INDEXING_THRESHOLD_KB: usize = 512;
+/// While bulk loading, the bytes of sparse vector a point is assumed to take (a 1,000-character chunk has about a
+/// hundred distinct terms, 8 bytes each) when the collection has no dense vector to size segments by.
+const BULK_SPARSE_BYTES_PER_POINT: usize = 800;
 
 /// While bulk loading: the segment count the merge optimizer aims for; high, so that nothing is merged until the end.
 const BULK_SEGMENT_NUMBER: usize = 10_000;
@@ -54,6 +54,8 @@ struct Collection {
     optimizing: AtomicBool,
     written_since_optimize: Mutex<usize>,
     bulk: AtomicBool,
+    /// Writes applied without a flush since the last one.
+    unflushed: AtomicBool,
 }
 
 /// A shared handle on a shard that never lets qdrant-edge's flush-on-drop panic (see [`release`]).
@@ -156,12 +158,13 @@ impl EdgeIndex {
     }
 
     fn insert(&self, name: &str, shard: EdgeShard) -> Arc<Collection> {
-        let bulk = shard.config().optimizers == bulk_optimizers();
+        let bulk = shard.config().optimizers.default_segment_number == Some(BULK_SEGMENT_NUMBER);
         let collection = Arc::new(Collection {
             shard: ShardHandle::new(shard),
             optimizing: AtomicBool::new(false),
             written_since_optimize: Mutex::new(0),
             bulk: AtomicBool::new(bulk),
+            unflushed: AtomicBool::new(false),
         });
         Arc::clone(self.lock().entry(name.to_owned()).or_insert(collection))
     }
@@ -218,6 +221,34 @@ impl EdgeIndex {
         blocking(name, move || collection.shard.optimize().map(|_| ()).map_err(|e| IndexError::engine(&owned, e))).await
     }
 
+    /// Applies `ops`, then flushes the shard (WAL and segments) when `flush`.
+    async fn write(&self, name: &str, ops: Vec<IndexOp>, flush: bool) -> Result<(), IndexError> {
+        if ops.is_empty() && !flush {
+            return Ok(());
+        }
+        let collection = self.collection(name).await?;
+        // Nothing to write and nothing buffered to make durable.
+        if ops.is_empty() && !collection.unflushed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let written: usize = ops.iter().map(|op| if let IndexOp::Upsert(points) = op { points.len() } else { 0 }).sum();
+        let owned = name.to_owned();
+        let shard = collection.shard.clone();
+        blocking(name, move || {
+            for op in ops {
+                shard.update(edge_update(&owned, op)?).map_err(|e| IndexError::engine(&owned, e))?;
+            }
+            if flush {
+                shard.flush();
+            }
+            Ok(())
+        })
+        .await?;
+        collection.unflushed.store(!flush, Ordering::SeqCst);
+        self.maybe_optimize(name, &collection, written);
+        Ok(())
+    }
+
     /// Starts a background `optimize()` when enough points arrived since the last one started. At most one runs per
     /// collection; it runs again when more points arrived meanwhile, so a request is never lost.
     fn maybe_optimize(&self, name: &str, collection: &Arc<Collection>, written: usize) {
@@ -269,10 +300,14 @@ impl Collection {
     }
 }
 
-/// The optimizer settings while bulk loading (see the module's notes).
-fn bulk_optimizers() -> EdgeOptimizersConfig {
+/// The optimizer settings while bulk loading (see the module's notes): segments are sealed at about `points` points (qdrant measures them in KiB of vectors: `dense_dimensions` f32 each, or the
+/// sparse estimate) and none is merged. A smaller threshold would make `optimize()`, which repeats until it finds
+/// nothing to do, seal a small segment again and again while the writer keeps writing.
+fn bulk_optimizers(dense_dimensions: Option<usize>, points: usize) -> EdgeOptimizersConfig {
+    let bytes_per_point = dense_dimensions.map_or(BULK_SPARSE_BYTES_PER_POINT, |dimensions| dimensions * 4);
+    // 90 %: `points` points are over the threshold, whatever the rounding.
     EdgeOptimizersConfig {
-        indexing_threshold: Some(BULK_INDEXING_THRESHOLD_KB),
+        indexing_threshold: Some((points * bytes_per_point * 9 / 10 / 1024).max(1)),
         default_segment_number: Some(BULK_SEGMENT_NUMBER),
         ..EdgeOptimizersConfig::default()
     }
@@ -462,23 +497,11 @@ impl VectorIndex for EdgeIndex {
     }
 
     async fn apply(&self, name: &str, ops: Vec<IndexOp>) -> Result<(), IndexError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let collection = self.collection(name).await?;
-        let written: usize = ops.iter().map(|op| if let IndexOp::Upsert(points) = op { points.len() } else { 0 }).sum();
-        let owned = name.to_owned();
-        let shard = collection.shard.clone();
-        blocking(name, move || {
-            for op in ops {
-                shard.update(edge_update(&owned, op)?).map_err(|e| IndexError::engine(&owned, e))?;
-            }
-            shard.flush();
-            Ok(())
-        })
-        .await?;
-        self.maybe_optimize(name, &collection, written);
-        Ok(())
+        self.write(name, ops, true).await
+    }
+
+    async fn apply_buffered(&self, name: &str, ops: Vec<IndexOp>) -> Result<(), IndexError> {
+        self.write(name, ops, false).await
     }
 
     async fn search(&self, name: &str, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError> {
@@ -574,12 +597,14 @@ impl VectorIndex for EdgeIndex {
         }
         let owned = name.to_owned();
         let shard = collection.shard.clone();
+        let seal_at = self.optimize_after.min(BULK_OPTIMIZE_AFTER_POINTS);
         blocking(name, move || {
-            let has_dense = shard.config().vectors.contains_key(DENSE);
-            if has_dense {
+            let dense_dimensions = shard.config().vectors.get(DENSE).map(|params| params.size);
+            if dense_dimensions.is_some() {
                 shard.set_vector_hnsw_config(DENSE, dense_hnsw(bulk)).map_err(|e| IndexError::engine(&owned, e))?;
             }
-            let optimizers = if bulk { bulk_optimizers() } else { EdgeOptimizersConfig::default() };
+            let optimizers =
+                if bulk { bulk_optimizers(dense_dimensions, seal_at) } else { EdgeOptimizersConfig::default() };
             shard.set_optimizers_config(optimizers).map_err(|e| IndexError::engine(&owned, e))
         })
         .await?;

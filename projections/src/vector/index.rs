@@ -101,6 +101,12 @@ pub trait VectorIndex: Send + Sync + 'static {
     /// Applies the writes in order and makes them durable before returning.
     async fn apply(&self, collection: &str, ops: Vec<IndexOp>) -> Result<(), IndexError>;
 
+    /// Applies the writes in order, searchable when it returns but durable only once a later
+    /// [`apply`](Self::apply) to the same collection returns (it makes everything before it durable too).
+    async fn apply_buffered(&self, collection: &str, ops: Vec<IndexOp>) -> Result<(), IndexError> {
+        self.apply(collection, ops).await
+    }
+
     /// Searches a collection.
     async fn search(&self, collection: &str, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError>;
 

@@ -147,7 +147,8 @@ impl BatchWriter for VectorWriter {
             };
             let ((ops, took), applied) = match folded.take() {
                 Some(previous) => {
-                    let (fold_result, applied) = tokio::join!(fold_part, index.apply(collection, previous));
+                    // Durable with the last part's `apply`, before the checkpoint moves.
+                    let (fold_result, applied) = tokio::join!(fold_part, index.apply_buffered(collection, previous));
                     (fold_result, applied)
                 }
                 None => (fold_part.await, Ok(())),
