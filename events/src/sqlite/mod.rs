@@ -1,7 +1,8 @@
 //! The embedded backend: the whole log in one SQLite file (WAL mode) under the data directory.
 //!
 //! Threading: one writer thread owns the write connection (see `writer.rs`); reads run on tokio's blocking pool,
-//! each on a connection taken from a small pool, concurrently with the writer (WAL readers never block it).
+//! each on a connection taken from a small pool, concurrently with the writer (WAL readers never block it). At most
+//! [`READERS`] reads run at once; the others wait for a connection rather than open one.
 
 mod file;
 mod writer;
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::batch::{CommitHook, PendingAppend, Submission};
@@ -28,8 +29,11 @@ pub const DATABASE_FILE: &str = "dossier.db";
 /// Appends waiting for the writer before callers are slowed down.
 const QUEUE_DEPTH: usize = 8_192;
 
-/// Idle read connections kept open.
-const MAX_IDLE_READERS: usize = 8;
+/// Read connections, and reads running at once. A read beyond this waits for a connection: opening one per read
+/// (as an unbounded pool does under load) parses the schema and prepares every statement again, and more threads
+/// than this only contend on SQLite's allocator mutex (measured with `bench api`: a third of the CPU time of
+/// `GET /documents/{id}` under 16 concurrent clients went to connection setup and that mutex).
+const READERS: usize = 8;
 
 /// How to open the embedded store.
 #[derive(Clone)]
@@ -61,6 +65,8 @@ struct Inner {
     queue: mpsc::Sender<Submission>,
     head: watch::Receiver<u64>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection.
+    reading: Arc<Semaphore>,
     upcasters: Upcasters,
 }
 
@@ -125,6 +131,7 @@ impl SqliteStore {
                 queue: queue_sender,
                 head: head_receiver,
                 readers: Mutex::new(Vec::new()),
+                reading: Arc::new(Semaphore::new(READERS)),
                 upcasters: options.upcasters,
             }),
         })
@@ -153,7 +160,9 @@ impl SqliteStore {
         work: impl FnOnce(&Connection, &str) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let inner = Arc::clone(&self.inner);
+        let permit = Arc::clone(&inner.reading).acquire_owned().await.map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = inner.readers.lock().map_err(|_| StoreError::Closed)?.pop();
             let connection = match pooled {
                 Some(connection) => connection,
@@ -162,7 +171,7 @@ impl SqliteStore {
             let location = inner.path.display().to_string();
             let result = work(&connection, &location);
             if let Ok(mut readers) = inner.readers.lock()
-                && readers.len() < MAX_IDLE_READERS
+                && readers.len() < READERS
             {
                 readers.push(connection);
             }
