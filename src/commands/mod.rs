@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_api;
+pub mod bench_api_client;
 pub mod bench_ingest;
 pub mod bench_rebuild;
 pub mod eval;
