@@ -217,6 +217,46 @@ pub enum Bench {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// The HTTP API under closed-loop load over TCP: GET a document, search (sparse), upload; req/s and latency
+    /// percentiles per endpoint.
+    Api {
+        /// Backend to measure: the configured one by default.
+        #[arg(long, value_enum)]
+        backend: Option<BenchBackend>,
+        /// Seconds each endpoint is measured.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Seconds each endpoint is loaded before measuring.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Concurrent keep-alive connections (each with one request in flight).
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Worker threads of the load generator (it shares the machine with the server).
+        #[arg(long, default_value_t = 1)]
+        client_threads: usize,
+        /// Chunks in the seeded log (searched by `POST /search`).
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        /// Chunks per seeded document.
+        #[arg(long, default_value_t = 4)]
+        chunks_per_document: usize,
+        /// Characters per seeded chunk (at most; whole sentences).
+        #[arg(long, default_value_t = 1_000)]
+        chunk_chars: usize,
+        /// Characters per uploaded text (at most; whole sentences).
+        #[arg(long, default_value_t = 2_000)]
+        upload_chars: usize,
+        /// The corpus whose sentences the seeded chunks and uploads mix (`corpus.jsonl`, optionally gzipped).
+        #[arg(long, default_value = "tests/data/scifact/corpus.jsonl.gz")]
+        corpus: std::path::PathBuf,
+        /// The queries searched for (BEIR `queries.jsonl`).
+        #[arg(long, default_value = "tests/data/scifact/queries_train.jsonl")]
+        queries: std::path::PathBuf,
+        /// Longest wait, in seconds, for the projections to catch up with the seeded log.
+        #[arg(long, default_value_t = 900)]
+        catch_up_timeout: u64,
+    },
 }
 
 /// A backend to benchmark.

@@ -134,16 +134,58 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
                     chunk_chars,
                 },
         } => {
-            let shape = commands::bench_rebuild::RebuildBench {
+            let log = commands::synthetic_log::LogShape {
                 documents,
                 events_per_document,
                 chunks_per_document,
                 dimensions,
-                batch_size,
                 chunk_chars,
             };
+            let shape = commands::bench_rebuild::RebuildBench { log, batch_size };
             let text = commands::synthetic::SyntheticText::from_corpus(&corpus)?;
             commands::bench_rebuild::run(&settings, backend, shape, Arc::new(text)).await
+        }
+        Command::Bench {
+            bench:
+                Bench::Api {
+                    backend,
+                    seconds,
+                    warmup,
+                    connections,
+                    client_threads,
+                    chunks,
+                    chunks_per_document,
+                    chunk_chars,
+                    upload_chars,
+                    corpus,
+                    queries,
+                    catch_up_timeout,
+                },
+        } => {
+            let positive = |name: &str, value: f64, zero_ok: bool| {
+                if value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0)) {
+                    Ok(Duration::from_secs_f64(value))
+                } else {
+                    Err(AppError::Usage(format!("--{name} must be positive, got {value}")))
+                }
+            };
+            if connections == 0 {
+                return Err(AppError::Usage("--connections must be at least 1".into()));
+            }
+            let params = commands::bench_api::ApiBench {
+                connections,
+                client_threads,
+                duration: positive("seconds", seconds, false)?,
+                warmup: positive("warmup", warmup, true)?,
+                chunks,
+                chunks_per_document,
+                chunk_chars,
+                upload_chars,
+                queries,
+                catch_up_timeout: Duration::from_secs(catch_up_timeout),
+            };
+            let text = commands::synthetic::SyntheticText::from_corpus(&corpus)?;
+            commands::bench_api::run(&settings, backend, params, Arc::new(text)).await
         }
         Command::Bench { bench: Bench::Ingest { backend, corpus, limit } } => {
             commands::bench_ingest::run(&settings, backend, &corpus, limit).await

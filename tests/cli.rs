@@ -16,6 +16,7 @@ contract_tests!(
     serve_with_schema_newer_than_binary_fails_and_changes_nothing,
     events_command_prints_json_lines_filtered_by_stream_after_and_limit,
     migrate_command_applies_once_then_reports_nothing_to_do,
+    bench_api_command_prints_throughput_and_latency_of_each_endpoint,
 );
 
 async fn run(mut command: Command) -> Output {
@@ -192,6 +193,33 @@ async fn migrate_command_applies_once_then_reports_nothing_to_do(backend: Backen
     let again: Value = serde_json::from_slice(&run(second).await.stdout).expect("json");
     assert_eq!(again["applied"], json!([]));
     assert_eq!(again["from_version"], report["to_version"]);
+}
+
+async fn bench_api_command_prints_throughput_and_latency_of_each_endpoint(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scifact");
+    let mut bench = scratch.dossier();
+    bench.args(["bench", "api", "--seconds", "0.5", "--warmup", "0.2", "--chunks", "200", "--connections", "4"]);
+    bench.arg("--corpus").arg(data.join("corpus.jsonl.gz")).arg("--queries").arg(data.join("queries_train.jsonl"));
+    let output = run(bench).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let expected_backend = match backend {
+        Backend::Embedded => "embedded",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(report["backend"], json!(expected_backend), "{report}");
+    assert_eq!(report["chunks"], json!(200), "{report}");
+    assert!(report["cores"].as_u64().is_some_and(|cores| cores >= 1), "{report}");
+    assert!(report["search"]["first_query_hits"].as_u64().is_some_and(|hits| hits > 0), "{report}");
+    for endpoint in ["get_document", "search", "upload"] {
+        let figures = &report[endpoint];
+        assert_eq!(figures["errors"], json!(0), "{endpoint}: {figures}");
+        assert!(figures["ok_per_sec"].as_f64().is_some_and(|rate| rate > 0.0), "{endpoint}: {figures}");
+        assert_eq!(figures["ok"], figures["requests"], "{endpoint}: {figures}");
+        let (p50, p99, max) = (figures["p50_ms"].as_f64(), figures["p99_ms"].as_f64(), figures["max_ms"].as_f64());
+        assert!(matches!((p50, p99, max), (Some(p50), Some(p99), Some(max)) if 0.0 < p50 && p50 <= p99 && p99 <= max));
+    }
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ use dossier_events::document::{
 };
 use dossier_projections::runner::{ProjectionStatus, RunnerState};
 use time::OffsetDateTime;
+use warp::http::Method;
 
 use crate::api::live::LiveFeed;
 
@@ -67,7 +68,7 @@ impl Histogram {
 
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, &'static str, u16), u64>,
+    requests: BTreeMap<(&'static str, &'static str, u16), u64>,
     latencies: BTreeMap<&'static str, Histogram>,
     events: BTreeMap<String, u64>,
     retries: BTreeMap<&'static str, u64>,
@@ -89,9 +90,10 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts one request.
-    pub fn record_request(&self, method: &str, route: &'static str, status: u16, took: Duration) {
+    pub fn record_request(&self, method: &Method, route: &'static str, status: u16, took: Duration) {
+        let method = method_label(method);
         if let Ok(mut inner) = self.inner.lock() {
-            *inner.requests.entry((method.to_owned(), route, status)).or_default() += 1;
+            *inner.requests.entry((method, route, status)).or_default() += 1;
             inner.latencies.entry(route).or_default().observe(took.as_secs_f64());
         }
     }
@@ -232,6 +234,24 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A method as a label: the standard ones by name, any other as `OTHER` (a client cannot grow the label set, and
+/// counting a request allocates nothing).
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE"];
+    STANDARD.iter().position(|standard| standard == method).map_or("OTHER", |index| NAMES[index])
 }
 
 /// Feeds every event the live feed follows (those committed after `head`) into `metrics`.

@@ -111,7 +111,7 @@ where
     let status = response.status().as_u16();
     let route = routes::label(&path);
     let took = started.elapsed();
-    context.metrics.record_request(method.as_str(), route, status, took);
+    context.metrics.record_request(&method, route, status, took);
     let duration_ms = took.as_secs_f64() * 1_000.0;
     tracing::info!(method = %method, route, status, duration_ms, request_id = %request_id, "http_request");
     response

@@ -111,6 +111,19 @@ impl ScratchStore {
         })
     }
 
+    /// The scratch database's URL (Postgres only): `admin_url` (DATABASE_URL) naming the scratch database instead.
+    pub fn database_url(&self, admin_url: &str) -> Option<String> {
+        let (_, name) = self.database.as_ref()?;
+        let (base, query) = admin_url.split_once('?').map_or((admin_url, None), |(base, query)| (base, Some(query)));
+        // `postgres://user@host:port/db`: the part before the database name (a URL without one keeps it whole).
+        let server = base.rsplit_once('/').filter(|(server, _)| server.contains("//") && !server.ends_with('/'));
+        let server = server.map_or(base, |(server, _)| server);
+        Some(match query {
+            Some(query) => format!("{server}/{name}?{query}"),
+            None => format!("{server}/{name}"),
+        })
+    }
+
     /// Removes the directory and the database.
     pub async fn remove(self) -> Result<(), AppError> {
         drop(self.store);
@@ -217,7 +230,8 @@ async fn appends(
     })
 }
 
-fn percentile(sorted: &[Duration], quantile: f64) -> f64 {
+/// The `quantile` (0 to 1) of sorted durations, in milliseconds (nearest rank; 0 when there are none).
+pub fn percentile(sorted: &[Duration], quantile: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

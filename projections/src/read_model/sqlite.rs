@@ -2,7 +2,8 @@
 //!
 //! Threading: every call runs on tokio's blocking pool. Writes (`commit`, `record_failure`, creating a projection)
 //! go through one write connection behind a mutex; reads each take a connection from a small pool and run beside the
-//! writer (WAL readers never block it). The event log's writer thread holds its own connection to the same file:
+//! writer (WAL readers never block it), at most [`READERS`] at once (the others wait for a connection rather than
+//! open one, as in the event log's embedded store). The event log's writer thread holds its own connection to the same file:
 //! SQLite lets one of them write at a time (`BEGIN IMMEDIATE`) and the other waits up to the busy timeout.
 
 use super::paging::{lower_bound, page, sql_limit};
@@ -22,13 +23,14 @@ use uuid::Uuid;
 use crate::read_model::row::{ChunkRow, DocumentChange, DocumentRow};
 use crate::read_model::store::{Checkpoint, DocumentPage, ReadModelError, ReadModelStore};
 
-/// Idle read connections kept open.
 const SWITCH_LIVE: &str = "UPDATE projections SET live_generation = ?3 WHERE name = ?1 AND live_generation = ?2";
 const DROP_CHUNKS: &str = "DELETE FROM read_chunks WHERE generation = ?1";
 const DROP_DOCUMENTS: &str = "DELETE FROM read_documents WHERE generation = ?1";
 const DROP_CHECKPOINT: &str = "DELETE FROM projection_checkpoints WHERE name = ?1 AND generation = ?2";
 const ALL_DOCUMENT_IDS: &str = "SELECT document_id FROM read_documents WHERE generation = ?1 ORDER BY document_id";
-const MAX_IDLE_READERS: usize = 4;
+/// Read connections, and reads running at once (a read beyond this waits for a connection: opening one per read
+/// parses the schema and prepares the statement again; see the event log's embedded store).
+const READERS: usize = 4;
 
 /// How long a statement waits for the other writer of the file (the event log's) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,6 +114,8 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection.
+    reading: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a blocking call failed, before the database's location is added.
@@ -143,7 +147,9 @@ impl SqliteReadModel {
                 ))
             })?;
             tracing::info!(database = %path.display(), "embedded_read_model_opened");
-            Ok(Self { inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }) })
+            let readers = Mutex::new(Vec::new());
+            let reading = Arc::new(tokio::sync::Semaphore::new(READERS));
+            Ok(Self { inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers, reading }) })
         })
         .await
         .map_err(|error| ReadModelError::Database(format!("opening the embedded read model panicked: {error}")))?
@@ -161,7 +167,12 @@ impl SqliteReadModel {
         work: impl FnOnce(&Connection) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, ReadModelError> {
         let inner = Arc::clone(&self.inner);
+        let permit = Arc::clone(&inner.reading)
+            .acquire_owned()
+            .await
+            .map_err(|_| ReadModelError::Database(format!("{what}: the read model is closed")))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = inner.readers.lock().map_err(|_| poisoned(&inner.path))?.pop();
             let connection = match pooled {
                 Some(connection) => connection,
@@ -169,7 +180,7 @@ impl SqliteReadModel {
             };
             let result = work(&connection).map_err(|failure| located(&inner.path, what, failure));
             if let Ok(mut readers) = inner.readers.lock()
-                && readers.len() < MAX_IDLE_READERS
+                && readers.len() < READERS
             {
                 readers.push(connection);
             }

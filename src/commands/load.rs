@@ -1,0 +1,229 @@
+//! A closed-loop HTTP load generator for `bench api`: a fixed number of keep-alive HTTP/1.1 connections over TCP,
+//! each sending its next request as soon as it has read the previous answer whole. A request's latency runs from
+//! handing it to the connection to the last byte of the answer's body.
+//!
+//! Threading: the connections run on a runtime of their own (threads named `bench-client`), so that the client does
+//! not take the server's worker threads and a profile tells the two apart.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::commands::bench::percentile;
+use crate::error::AppError;
+
+/// How to load the server.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// The server.
+    pub address: SocketAddr,
+    /// Concurrent connections (each with one request in flight).
+    pub connections: usize,
+    /// Time spent sending requests before measuring.
+    pub warmup: Duration,
+    /// Time measured.
+    pub duration: Duration,
+    /// Worker threads of the client's runtime.
+    pub client_threads: usize,
+}
+
+/// Makes the `n`-th request of a run (a path-only URI; the connection adds nothing but `Host`).
+pub type MakeRequest = Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>;
+
+/// What one run measured.
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Requests answered in the measured window.
+    pub requests: u64,
+    /// Of which with the expected status.
+    pub ok: u64,
+    /// Of which with another status, or no answer.
+    pub errors: u64,
+    /// The first error seen, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    /// The measured window.
+    pub seconds: f64,
+    /// Requests answered per second.
+    pub requests_per_sec: f64,
+    /// Requests answered with the expected status per second.
+    pub ok_per_sec: f64,
+    /// Latency percentiles, in milliseconds.
+    pub p50_ms: f64,
+    /// See `p50_ms`.
+    pub p90_ms: f64,
+    /// See `p50_ms`.
+    pub p99_ms: f64,
+    /// The slowest request.
+    pub max_ms: f64,
+}
+
+/// What one connection saw in the measured window.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn error(&mut self, error: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(error);
+    }
+}
+
+/// Runs `make`'s requests against the server on a runtime of its own; `expected` is the status that counts as ok.
+pub async fn run(load: Load, expected: StatusCode, make: MakeRequest) -> Result<LoadReport, AppError> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-client".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(load.client_threads.max(1))
+                .thread_name("bench-client")
+                .enable_all()
+                .build();
+            let report = match runtime {
+                Ok(runtime) => runtime.block_on(drive(load, expected, make)),
+                Err(error) => Err(AppError::io("starting the load generator's runtime", error)),
+            };
+            let _ = sender.send(report);
+        })
+        .map_err(|error| AppError::io("starting the load generator's thread", error))?;
+    receiver.await.map_err(|_| AppError::Usage("the load generator's thread panicked".into()))?
+}
+
+async fn drive(load: Load, expected: StatusCode, make: MakeRequest) -> Result<LoadReport, AppError> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let measure_from = Instant::now() + load.warmup;
+    let deadline = measure_from + load.duration;
+    let mut tasks = Vec::with_capacity(load.connections);
+    for _ in 0..load.connections.max(1) {
+        let (make, counter) = (Arc::clone(&make), Arc::clone(&counter));
+        tasks.push(tokio::spawn(connection(load.address, make, counter, expected, measure_from, deadline)));
+    }
+    let mut total = Tally::default();
+    for task in tasks {
+        let tally = task.await.map_err(|error| AppError::Usage(format!("a load connection panicked: {error}")))?;
+        total.latencies.extend(tally.latencies);
+        total.ok += tally.ok;
+        total.errors += tally.errors;
+        if total.first_error.is_none() {
+            total.first_error = tally.first_error;
+        }
+    }
+    let seconds = measure_from.elapsed().as_secs_f64();
+    total.latencies.sort_unstable();
+    let requests = total.latencies.len() as u64;
+    Ok(LoadReport {
+        connections: load.connections,
+        requests,
+        ok: total.ok,
+        errors: total.errors,
+        first_error: total.first_error,
+        seconds,
+        requests_per_sec: requests as f64 / seconds,
+        ok_per_sec: total.ok as f64 / seconds,
+        p50_ms: percentile(&total.latencies, 0.50),
+        p90_ms: percentile(&total.latencies, 0.90),
+        p99_ms: percentile(&total.latencies, 0.99),
+        max_ms: total.latencies.last().map_or(0.0, |max| max.as_secs_f64() * 1_000.0),
+    })
+}
+
+/// One keep-alive connection sending requests back to back until `deadline`; only requests sent from
+/// `measure_from` on are counted. A broken connection is counted as an error and opened again.
+async fn connection(
+    address: SocketAddr,
+    make: MakeRequest,
+    counter: Arc<AtomicU64>,
+    expected: StatusCode,
+    measure_from: Instant,
+    deadline: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut sender = None;
+    while Instant::now() < deadline {
+        let connected = match sender.take() {
+            Some(connected) => connected,
+            None => match connect(address).await {
+                Ok(connected) => connected,
+                Err(error) => {
+                    tally.error(error);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let mut connected: SendRequest<Full<Bytes>> = connected;
+        let request = make(counter.fetch_add(1, Ordering::Relaxed));
+        let began = Instant::now();
+        let outcome = exchange(&mut connected, request).await;
+        let took = began.elapsed();
+        let measured = began >= measure_from;
+        match outcome {
+            Ok((status, body)) => {
+                sender = Some(connected);
+                if measured {
+                    tally.latencies.push(took);
+                    if status == expected {
+                        tally.ok += 1;
+                    } else {
+                        let body = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                        tally.error(format!("{status}: {body}"));
+                    }
+                }
+            }
+            Err(error) if measured => {
+                tally.latencies.push(took);
+                tally.error(error);
+            }
+            Err(_) => {}
+        }
+    }
+    tally
+}
+
+async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
+    let stream = TcpStream::connect(address).await.map_err(|error| format!("connect: {error}"))?;
+    stream.set_nodelay(true).map_err(|error| format!("TCP_NODELAY: {error}"))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| format!("HTTP handshake: {error}"))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(error = %error, "bench_connection_closed");
+        }
+    });
+    Ok(sender)
+}
+
+async fn exchange(
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), String> {
+    sender.ready().await.map_err(|error| format!("connection: {error}"))?;
+    let response = sender.send_request(request).await.map_err(|error| format!("request: {error}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|error| format!("body: {error}"))?.to_bytes();
+    Ok((status, body))
+}
+
+/// Sends one request on a connection of its own (setup and polling, not measured).
+pub async fn fetch(address: SocketAddr, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), AppError> {
+    let mut sender = connect(address).await.map_err(AppError::Usage)?;
+    exchange(&mut sender, request).await.map_err(AppError::Usage)
+}
