@@ -137,7 +137,9 @@ impl BatchWriter for VectorWriter {
         let Self { fold, log, index, collection, .. } = self;
         let part_size = batch.len().div_ceil(PIPELINE_PARTS).max(MIN_PART_EVENTS);
         let mut fold_time = std::time::Duration::ZERO;
-        // Ops are applied in the order their parts were folded; the checkpoint moves only after the last one.
+        // Ops are applied in the order their parts were folded; the checkpoint moves only after the last one. A part
+        // that fails to fold (a poison event) leaves the parts before it applied: a prefix of the log, each event whole,
+        // which the replay from the unmoved checkpoint writes again, unchanged (every op is idempotent).
         let mut folded: Option<Vec<IndexOp>> = None;
         for part in batch.chunks(part_size) {
             let fold_part = async {
