@@ -21,7 +21,7 @@ mod validate;
 mod vectors;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use aggregate::{decide, evolve, replay};
 pub use command::DocumentCommand;

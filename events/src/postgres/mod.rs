@@ -2,6 +2,7 @@
 
 pub mod connect;
 mod listener;
+mod read_ahead;
 mod writer;
 
 use std::sync::{Arc, Weak};
@@ -77,6 +78,7 @@ struct Inner {
     head_hints: Weak<watch::Sender<u64>>,
     poll_interval: Duration,
     upcasters: Upcasters,
+    read_ahead: read_ahead::ReadAhead,
 }
 
 impl PostgresStore {
@@ -127,6 +129,7 @@ impl PostgresStore {
                 head_hints,
                 poll_interval: options.poll_interval,
                 upcasters: options.upcasters,
+                read_ahead: read_ahead::ReadAhead::default(),
             }),
         })
     }
@@ -184,6 +187,14 @@ fn unavailable(location: &str, error: &deadpool_postgres::PoolError) -> StoreErr
     StoreError::Unavailable(format!("cannot get a Postgres connection to {location}: {error}"))
 }
 
+impl PostgresStore {
+    /// One page of the global log, straight from the database.
+    async fn read_page(&self, after_position: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
+        let sql = format!("{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2");
+        self.read_events(&sql, &[&to_i64(after_position), &to_i64(limit as u64)]).await
+    }
+}
+
 /// Rows a read usually returns (a subscription page), to size its buffer up front.
 const PAGE_HINT: usize = 1_000;
 
@@ -216,8 +227,22 @@ impl EventStore for PostgresStore {
     }
 
     async fn read_all_stored(&self, after_position: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
-        let sql = format!("{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2");
-        self.read_events(&sql, &[&to_i64(after_position), &to_i64(limit as u64)]).await
+        let ahead = match self.inner.read_ahead.take(after_position, limit) {
+            Some(page) => page.await.ok().and_then(Result::ok),
+            None => None,
+        };
+        // A page read ahead that failed is read again here, so the caller sees this read's own error, if any.
+        let page = match ahead {
+            Some(page) => page,
+            None => self.read_page(after_position, limit).await?,
+        };
+        let head = *self.inner.head.borrow();
+        if let Some(next_after) = read_ahead::next_request(&page, limit, head) {
+            let store = self.clone();
+            let next = tokio::spawn(async move { store.read_page(next_after, limit).await });
+            self.inner.read_ahead.put(next_after, limit, next);
+        }
+        Ok(page)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> StoreResult<Option<u64>> {

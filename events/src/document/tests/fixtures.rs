@@ -210,7 +210,7 @@ pub(super) const STATUSES: [DocumentStatus; 7] = [
 ];
 
 /// A new event as the store would record it at `version` and `position` of the sample document's stream.
-pub(super) fn recorded(event: crate::NewEvent, version: u64, position: u64) -> crate::RecordedEvent {
+pub(crate) fn recorded(event: crate::NewEvent, version: u64, position: u64) -> crate::RecordedEvent {
     crate::RecordedEvent {
         event_id: event.event_id,
         stream_id: crate::StreamId::for_document(document_id()),

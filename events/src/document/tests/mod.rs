@@ -2,7 +2,7 @@
 
 mod codec;
 mod failures;
-mod fixtures;
+pub(crate) mod fixtures;
 mod given;
 mod lifecycle;
 mod pipeline;
