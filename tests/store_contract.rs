@@ -27,6 +27,7 @@ contract_tests!(
     read_stream_applies_upcasters_and_stored_read_does_not,
     hint_head_wakes_a_subscription_at_the_head_for_another_writers_commit,
     paging_through_the_log_reads_what_is_stored_now,
+    reads_that_start_inside_an_append_carry_its_metadata,
 );
 
 fn event(n: usize) -> NewEvent {
@@ -389,4 +390,48 @@ async fn paging_through_the_log_reads_what_is_stored_now(backend: Backend) {
     let second = store.read_all(10, 10).await.expect("second page");
     assert_eq!(second[4].position, 15);
     assert_eq!(second[4].data.as_str(), edited, "a page read before the edit was served after it");
+}
+
+/// Every event carries its own append's metadata, whichever event a read starts at (the Postgres store writes an
+/// append's metadata once, on its first event).
+async fn reads_that_start_inside_an_append_carry_its_metadata(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let store = scratch.open().await;
+    let (a, b) = (stream("a"), stream("b"));
+    let appends = [(&a, 5, "alice"), (&b, 3, "bob"), (&a, 2, "carol"), (&a, 2, "carol")];
+    for (stream, count, actor) in appends {
+        let events = (0..count).map(event).collect();
+        store
+            .append(stream, ExpectedVersion::Any, events, EventMetadata::new("tenant-a", actor))
+            .await
+            .expect("append");
+    }
+    let whole = store.read_all(0, 100).await.expect("read all");
+    let actors: Vec<&str> = whole.iter().map(|e| e.metadata.actor.as_str()).collect();
+    let expected = [["alice"; 5].as_slice(), &["bob"; 3], &["carol"; 4]].concat();
+    assert_eq!(actors, expected);
+    let identity = |e: &RecordedEvent| (e.position, e.metadata.actor.clone(), e.metadata.request_id.clone());
+    for after in 0..whole.len() {
+        for limit in 1..=3 {
+            let page = store.read_all(after as u64, limit).await.expect("page");
+            let end = (after + limit).min(whole.len());
+            assert_eq!(
+                page.iter().map(identity).collect::<Vec<_>>(),
+                whole[after..end].iter().map(identity).collect::<Vec<_>>(),
+                "read_all({after}, {limit})"
+            );
+        }
+    }
+    for stream in [&a, &b] {
+        let events: Vec<&RecordedEvent> = whole.iter().filter(|e| &e.stream_id == stream).collect();
+        for from in 1..=events.len() {
+            let read = store.read_stream(stream, from as u64, 2).await.expect("stream page");
+            let end = (from + 1).min(events.len());
+            assert_eq!(
+                read.iter().map(identity).collect::<Vec<_>>(),
+                events[from - 1..end].iter().map(|e| identity(e)).collect::<Vec<_>>(),
+                "read_stream({stream}, {from}, 2)"
+            );
+        }
+    }
 }

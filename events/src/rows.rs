@@ -18,7 +18,9 @@ pub(crate) struct StoredRow<'a> {
     pub event_type: &'a str,
     pub schema_version: i64,
     pub data: &'a str,
-    pub metadata: &'a str,
+    /// `None`: the same as the event before it, of the same append (the Postgres store writes an append's metadata
+    /// once, on its first event).
+    pub metadata: Option<&'a str>,
     pub recorded_at_micros: i64,
     pub prev_hash: &'a [u8],
     pub hash: &'a [u8],
@@ -40,13 +42,15 @@ impl StoredRow<'_> {
             reason: format!("stream {} version {}: {what}", self.stream_id, self.version),
         };
         let data = EventData::from_stored(self.data);
-        let metadata = match &cache.last {
-            Some((text, parsed)) if text == self.metadata => Arc::clone(parsed),
-            _ => {
+        let metadata = match (&cache.last, self.metadata) {
+            (Some((_, parsed)), None) => Arc::clone(parsed),
+            (None, None) => return Err(corrupt("metadata is missing and no earlier event carries it".into())),
+            (Some((text, parsed)), Some(metadata)) if text == metadata => Arc::clone(parsed),
+            (_, Some(metadata)) => {
                 let parsed: Arc<EventMetadata> = Arc::new(
-                    serde_json::from_str(self.metadata).map_err(|error| corrupt(format!("bad metadata: {error}")))?,
+                    serde_json::from_str(metadata).map_err(|error| corrupt(format!("bad metadata: {error}")))?,
                 );
-                cache.last = Some((self.metadata.to_owned(), Arc::clone(&parsed)));
+                cache.last = Some((metadata.to_owned(), Arc::clone(&parsed)));
                 parsed
             }
         };

@@ -190,7 +190,10 @@ fn unavailable(location: &str, error: &deadpool_postgres::PoolError) -> StoreErr
 impl PostgresStore {
     /// One page of the global log, straight from the database.
     async fn read_page(&self, after_position: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
-        let sql = format!("{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2");
+        let sql = format!(
+            "{} WHERE e.position > $1 ORDER BY e.position LIMIT $2",
+            select_events("e.position = $1::bigint + 1")
+        );
         self.read_events(&sql, &[&to_i64(after_position), &to_i64(limit as u64)]).await
     }
 }
@@ -198,8 +201,20 @@ impl PostgresStore {
 /// Rows a read usually returns (a subscription page), to size its buffer up front.
 const PAGE_HINT: usize = 1_000;
 
-const SELECT_EVENTS: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data,
-                                    metadata, recorded_at, prev_hash, hash FROM events";
+/// The columns of `events AS e`, in [`StoredRow`] order. An event whose metadata is NULL has its append's metadata,
+/// stored on the event before it (schema/postgres/0005); decoding carries it forward from the row before, and for
+/// the first row of a result, which `first_row` identifies, the query looks it up.
+fn select_events(first_row: &str) -> String {
+    format!(
+        "SELECT e.position, e.event_id, e.stream_id, e.version, e.event_type, e.schema_version, e.data,
+                CASE WHEN e.metadata IS NULL AND {first_row}
+                     THEN (SELECT p.metadata FROM events AS p WHERE p.position < e.position AND p.metadata IS NOT NULL
+                           ORDER BY p.position DESC LIMIT 1)
+                     ELSE e.metadata END,
+                e.recorded_at, e.prev_hash, e.hash
+         FROM events AS e"
+    )
+}
 
 #[async_trait]
 impl EventStore for PostgresStore {
@@ -222,7 +237,10 @@ impl EventStore for PostgresStore {
         from_version: u64,
         limit: usize,
     ) -> StoreResult<Vec<RecordedEvent>> {
-        let sql = format!("{SELECT_EVENTS} WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3");
+        let sql = format!(
+            "{} WHERE e.stream_id = $1 AND e.version >= $2 ORDER BY e.version LIMIT $3",
+            select_events("e.version = $2")
+        );
         self.read_events(&sql, &[&stream.as_str(), &to_i64(from_version), &to_i64(limit as u64)]).await
     }
 

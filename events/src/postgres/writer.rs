@@ -309,7 +309,19 @@ async fn write_plan(client: &Client, statements: &Statements, plan: &Plan<'_>) -
     let types: Vec<&str> = rows.iter().map(|row| row.event_type).collect();
     let schema_versions: Vec<i32> = rows.iter().map(|row| row.schema_version as i32).collect();
     let data: Vec<&str> = rows.iter().map(|row| row.data_json).collect();
-    let metadata: Vec<&str> = rows.iter().map(|row| row.metadata_json).collect();
+    // An append's metadata is stored once, on its first event (schema/postgres/0005).
+    let metadata: Vec<Option<&str>> = rows
+        .iter()
+        .enumerate()
+        .map(|(index, row)| {
+            let same_as_previous = index.checked_sub(1).map(|previous| &rows[previous]).is_some_and(|previous| {
+                previous.stream_id == row.stream_id
+                    && previous.version + 1 == row.version
+                    && previous.metadata_json == row.metadata_json
+            });
+            (!same_as_previous).then_some(row.metadata_json)
+        })
+        .collect();
     let prev_hashes: Vec<&[u8]> = rows.iter().map(|row| row.prev_hash.0.as_slice()).collect();
     let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.0.as_slice()).collect();
     // Every row of a batch was stamped with the same time.

@@ -236,7 +236,7 @@ fn read_rows(
             event_type: text(4)?,
             schema_version: row.get(5).map_err(fail)?,
             data: text(6)?,
-            metadata: text(7)?,
+            metadata: Some(text(7)?),
             recorded_at_micros: row.get(8).map_err(fail)?,
             prev_hash: blob(9)?,
             hash: blob(10)?,
