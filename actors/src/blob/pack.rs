@@ -272,9 +272,12 @@ impl Packs {
     }
 }
 
-/// The records of a pack from `from` on: (digest, offset of the bytes, length), and where the last whole record
-/// ends (a torn record at the end, from a crash mid-write, is left out).
-fn scan_pack(path: &Path, from: u64) -> std::io::Result<(Vec<([u8; 32], u64, u64)>, u64)> {
+/// A record found by a scan: digest, offset of the bytes, length.
+type Found = ([u8; 32], u64, u64);
+
+/// The records of a pack from `from` on, and where the last whole record ends (a torn record at the end, from a
+/// crash mid-write, is left out).
+fn scan_pack(path: &Path, from: u64) -> std::io::Result<(Vec<Found>, u64)> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == ErrorKind::NotFound => return Ok((Vec::new(), from)),
