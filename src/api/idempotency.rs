@@ -208,6 +208,7 @@ impl SqliteIdempotency {
     pub fn open(data_dir: &std::path::Path, retention: Duration) -> Result<Self, String> {
         let path: PathBuf = data_dir.join(dossier_events::sqlite::DATABASE_FILE);
         let connection = rusqlite::Connection::open(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        dossier_events::sqlite::configure(&connection).map_err(|error| format!("{}: {error}", path.display()))?;
         connection
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|error| format!("{}: {error}", path.display()))?;

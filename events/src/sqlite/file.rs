@@ -52,6 +52,7 @@ pub(crate) fn connect(path: &Path, flags: OpenFlags) -> StoreResult<Connection> 
     let fail =
         |what: &str, error: rusqlite::Error| StoreError::Unavailable(format!("{}: {what}: {error}", path.display()));
     let connection = Connection::open_with_flags(path, flags).map_err(|error| fail("cannot open", error))?;
+    super::configure(&connection).map_err(|error| fail("cannot configure the connection", error))?;
     connection
         .busy_timeout(std::time::Duration::from_secs(10))
         .map_err(|error| fail("cannot set busy timeout", error))?;
@@ -149,6 +150,28 @@ mod tests {
         assert!(check_header(&path).expect_err("short").to_string().contains("says 10 pages"));
         std::fs::write(path.with_extension("db-wal"), b"wal frames").expect("write wal");
         assert!(check_header(&path).is_ok(), "an interrupted checkpoint is SQLite's to finish");
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+
+    #[test]
+    fn cached_stream_queries_are_not_prepared_again_for_each_use() {
+        let dir = std::env::temp_dir().join(format!("dossier-reprepare-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut connection = connect(&dir.join("x.db"), OpenFlags::default()).expect("open");
+        connection
+            .execute_batch(
+                "CREATE TABLE events (stream_id TEXT NOT NULL, version INTEGER NOT NULL, UNIQUE (stream_id, version))",
+            )
+            .expect("table");
+        let query = "SELECT version FROM events WHERE stream_id = ?1 ORDER BY version DESC LIMIT 1";
+        for n in 0..5 {
+            let transaction = connection.transaction().expect("begin");
+            let mut statement = transaction.prepare_cached(query).expect("prepare");
+            let _ = statement.query_row([format!("stream-{n}")], |row| row.get::<_, i64>(0));
+            assert_eq!(statement.get_status(rusqlite::StatementStatus::RePrepare), 0, "use {n}");
+            drop(statement);
+            transaction.commit().expect("commit");
+        }
         std::fs::remove_dir_all(dir).expect("cleanup");
     }
 }

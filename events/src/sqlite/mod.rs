@@ -27,6 +27,17 @@ use crate::upcast::Upcasters;
 /// The file the log lives in, under the data directory.
 pub const DATABASE_FILE: &str = "dossier.db";
 
+/// Settings every connection to dossier's SQLite file takes, whoever opens it (the log, the read model, the
+/// idempotency records).
+///
+/// The query planner stability guarantee: without it SQLite marks a statement whose plan might depend on a bound
+/// value (any `stream_id = ?1 ... ORDER BY version` here) to be re-prepared whenever its bindings are cleared, and
+/// rusqlite clears them each time a cached statement goes back to its cache. The log writer re-prepared its
+/// stream-head query once per transaction, and every stream read re-prepared its query.
+pub fn configure(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map(|_| ())
+}
+
 /// Appends waiting for the writer before callers are slowed down.
 const QUEUE_DEPTH: usize = 8_192;
 

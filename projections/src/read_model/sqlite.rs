@@ -212,6 +212,7 @@ fn connect(path: &Path) -> Result<Connection, ReadModelError> {
         |what: &str, error: rusqlite::Error| ReadModelError::Database(format!("{}: {what}: {error}", path.display()));
     let connection = Connection::open_with_flags(path, OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE)
         .map_err(|error| fail("cannot open", error))?;
+    dossier_events::sqlite::configure(&connection).map_err(|error| fail("cannot configure the connection", error))?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(|error| fail("cannot set busy timeout", error))?;
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
