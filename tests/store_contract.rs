@@ -42,6 +42,15 @@ fn stream(name: &str) -> StreamId {
     StreamId::new(format!("{name}-{}", Uuid::now_v7())).expect("valid stream id")
 }
 
+/// `appends` appends of `per_append` events each, every one to a new stream named after `name`; event `n` of
+/// append `i` is `event(i * 10 + n)`.
+async fn append_new_streams(store: &dyn EventStore, name: &str, appends: usize, per_append: usize) {
+    for i in 0..appends {
+        let events = (0..per_append).map(|n| event(i * 10 + n)).collect();
+        store.append(&stream(name), ExpectedVersion::NoStream, events, metadata()).await.expect("append");
+    }
+}
+
 async fn read_everything(store: &dyn EventStore) -> Vec<RecordedEvent> {
     read_in_pages(store, 500).await
 }
@@ -277,10 +286,7 @@ async fn subscribe_all_with_slow_consumer_delivers_everything_in_order(backend: 
 async fn reopen_after_drop_returns_identical_events_and_hashes(backend: Backend) {
     let scratch = Scratch::new(backend).await;
     let store = scratch.open().await;
-    for i in 0..5 {
-        let events = (0..3).map(|j| event(i * 10 + j)).collect();
-        store.append(&stream("durable"), ExpectedVersion::NoStream, events, metadata()).await.expect("append");
-    }
+    append_new_streams(store.as_ref(), "durable", 5, 3).await;
     let before = read_everything(store.as_ref()).await;
     drop(store);
     let reopened = scratch.open().await;
@@ -371,10 +377,7 @@ async fn hint_head_wakes_a_subscription_at_the_head_for_another_writers_commit(b
 async fn paging_through_the_log_reads_what_is_stored_now(backend: Backend) {
     let scratch = Scratch::new(backend).await;
     let store = scratch.open().await;
-    for n in 0..4 {
-        let events = (0..10).map(|i| event(n * 10 + i)).collect();
-        store.append(&stream("paged"), ExpectedVersion::NoStream, events, metadata()).await.expect("append");
-    }
+    append_new_streams(store.as_ref(), "paged", 4, 10).await;
     let whole = store.read_all(0, 100).await.expect("read in one page");
     assert_eq!(whole.len(), 40);
     let paged = read_in_pages(store.as_ref(), 10).await;

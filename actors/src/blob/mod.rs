@@ -88,10 +88,11 @@ impl BlobStore {
         let sha256 = hex::encode(digest);
         let path = self.path(&sha256)?;
         let blob = StoredBlob { sha256, size: bytes.len() as u64 };
-        if self.packs.contains(&digest)? || path.exists() {
+        if path.exists() {
             return Ok(blob);
         }
         if bytes.len() <= PACKED_MAX_BYTES {
+            // A no-op when a pack already holds the bytes.
             self.packs.put(digest, bytes)?;
             return Ok(blob);
         }
@@ -122,13 +123,14 @@ impl BlobStore {
         let path = self.path(sha256)?;
         let mut digest = [0u8; 32];
         hex::decode_to_slice(sha256, &mut digest).map_err(|_| BlobError::InvalidDigest(sha256.to_owned()))?;
-        let packed = self.packs.get(&digest)?;
-        let bytes = match packed {
+        let bytes = match self.packs.get(&digest)? {
             Some(bytes) => bytes,
             None => match std::fs::read(&path) {
                 Ok(bytes) => bytes,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(BlobError::Missing(sha256.to_owned()));
+                    // Perhaps another process packed it since this store last looked.
+                    self.packs.refresh()?;
+                    self.packs.get(&digest)?.ok_or_else(|| BlobError::Missing(sha256.to_owned()))?
                 }
                 Err(source) => return Err(BlobError::Io { path, source }),
             },

@@ -9,7 +9,7 @@
 //!
 //! Each process appends only to a pack it created and holds an exclusive lock on, so several processes may share the
 //! data directory. Reading scans the packs' record headers once to build the index (skipping over the bytes); a
-//! digest it does not know triggers a rescan, which picks up other processes' packs. A crash can leave a torn record
+//! digest found nowhere triggers a rescan, which picks up other processes' packs. A crash can leave a torn record
 //! at a pack's end: the scan stops there, and as nothing acknowledged lives past a torn record, nothing is lost. A
 //! write that fails is cut off the file again (or, failing that, the pack is abandoned for a new one).
 
@@ -39,10 +39,8 @@ struct Location {
 struct State {
     /// Durable blobs, by digest.
     index: HashMap<[u8; 32], Location>,
-    /// Pack files known, by number (their paths), with a read handle once opened.
-    packs: Vec<(PathBuf, Option<Arc<File>>)>,
-    /// How far each known pack has been scanned (so a rescan reads only what is new).
-    scanned: Vec<u64>,
+    /// Pack files known, by number.
+    packs: Vec<PackFile>,
     /// The pack this process appends to: its number, the file and its durable length.
     active: Option<(usize, Arc<File>, u64)>,
     /// Records waiting for the next flush, and what they will index.
@@ -50,6 +48,15 @@ struct State {
     queued: Vec<Queued>,
     flushing: bool,
     loaded: bool,
+}
+
+/// A pack file this process knows of.
+struct PackFile {
+    path: PathBuf,
+    /// A read handle, once opened.
+    file: Option<Arc<File>>,
+    /// How far it has been scanned (so a rescan reads only what is new).
+    scanned: u64,
 }
 
 /// A record waiting to be flushed: its digest, where its bytes start within the queue, their length, and where the
@@ -82,13 +89,6 @@ impl Packs {
     fn io(&self, path: &Path) -> impl Fn(std::io::Error) -> BlobError {
         let path = path.to_path_buf();
         move |source| BlobError::Io { path: path.clone(), source }
-    }
-
-    /// Whether a blob is stored in a pack.
-    pub fn contains(&self, digest: &[u8; 32]) -> Result<bool, BlobError> {
-        let mut state = self.lock();
-        self.load(&mut state)?;
-        Ok(state.index.contains_key(digest))
     }
 
     /// Appends a blob and returns once it is durable.
@@ -155,7 +155,7 @@ impl Packs {
                 if let Some(active) = state.active.as_mut() {
                     active.2 = end;
                 }
-                state.scanned[pack] = end;
+                state.packs[pack].scanned = end;
                 for record in &queued {
                     state
                         .index
@@ -195,24 +195,20 @@ impl Packs {
         };
         let (path, file) = create().map_err(|error| (format!("{}: {error}", self.dir.display()), false))?;
         let file = Arc::new(file);
-        state.packs.push((path, Some(Arc::clone(&file))));
-        state.scanned.push(0);
+        state.packs.push(PackFile { path, file: Some(Arc::clone(&file)), scanned: 0 });
         let pack = state.packs.len() - 1;
         state.active = Some((pack, Arc::clone(&file), 0));
         Ok((pack, file, 0))
     }
 
-    /// Reads a blob's bytes from its pack, if a pack holds it (rescanning the packs once when it is not known).
+    /// Reads a blob's bytes from its pack, if a pack this store has seen holds it.
     pub fn get(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, BlobError> {
         let mut state = self.lock();
         self.load(&mut state)?;
-        if !state.index.contains_key(digest) {
-            self.scan(&mut state)?;
-        }
         let Some(location) = state.index.get(digest).copied() else {
             return Ok(None);
         };
-        let (path, handle) = &mut state.packs[location.pack];
+        let PackFile { path, file: handle, .. } = &mut state.packs[location.pack];
         let path = path.clone();
         let file = match handle {
             Some(file) => Arc::clone(file),
@@ -226,6 +222,12 @@ impl Packs {
         let mut bytes = vec![0; usize::try_from(location.len).unwrap_or(usize::MAX)];
         file.read_exact_at(&mut bytes, location.offset).map_err(self.io(&path))?;
         Ok(Some(bytes))
+    }
+
+    /// Indexes what was appended since this store last looked, by other processes too.
+    pub fn refresh(&self) -> Result<(), BlobError> {
+        let mut state = self.lock();
+        self.scan(&mut state)
     }
 
     fn load(&self, state: &mut State) -> Result<(), BlobError> {
@@ -250,9 +252,8 @@ impl Packs {
             .collect();
         paths.sort();
         for path in paths {
-            if !state.packs.iter().any(|(known, _)| *known == path) {
-                state.packs.push((path, None));
-                state.scanned.push(0);
+            if !state.packs.iter().any(|known| known.path == path) {
+                state.packs.push(PackFile { path, file: None, scanned: 0 });
             }
         }
         let active = state.active.as_ref().map(|(pack, ..)| *pack);
@@ -260,13 +261,13 @@ impl Packs {
             if Some(pack) == active {
                 continue;
             }
-            let path = state.packs[pack].0.clone();
-            let from = state.scanned[pack];
+            let path = state.packs[pack].path.clone();
+            let from = state.packs[pack].scanned;
             let (records, end) = scan_pack(&path, from).map_err(self.io(&path))?;
             for (digest, offset, len) in records {
                 state.index.entry(digest).or_insert(Location { pack, offset, len });
             }
-            state.scanned[pack] = end;
+            state.packs[pack].scanned = end;
         }
         Ok(())
     }
