@@ -195,8 +195,9 @@ pub enum Bench {
         /// Vector length.
         #[arg(long, default_value_t = 384)]
         dimensions: usize,
-        /// Events per rebuild batch (one transaction, or one flush of the vector index).
-        #[arg(long, default_value_t = 5_000)]
+        /// Events per rebuild batch (one transaction, or one flush of the vector index); the default is what
+        /// `dossier rebuild` uses.
+        #[arg(long, default_value_t = dossier_projections::runner::REBUILD_BATCH_SIZE)]
         batch_size: usize,
         /// The corpus whose sentences the synthetic chunks mix (`corpus.jsonl`, optionally gzipped).
         #[arg(long, default_value = "tests/data/scifact/corpus.jsonl.gz")]

@@ -95,6 +95,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Every event after `after_position`: first those already committed (catch-up), then new ones as they commit
     /// (live), upcast, in position order, through a bounded buffer: a slow consumer slows the reader down.
     fn subscribe_all(self: Arc<Self>, after_position: u64) -> Subscription {
-        Subscription::spawn(self, after_position, crate::subscription::DEFAULT_BUFFER)
+        self.subscribe_all_buffered(after_position, crate::subscription::DEFAULT_BUFFER)
+    }
+
+    /// [`subscribe_all`](Self::subscribe_all) with room for `buffer` events read ahead of the consumer.
+    fn subscribe_all_buffered(self: Arc<Self>, after_position: u64, buffer: usize) -> Subscription {
+        Subscription::spawn(self, after_position, buffer)
     }
 }

@@ -42,6 +42,18 @@ impl Default for RunnerConfig {
     }
 }
 
+/// Events per batch of a rebuild ([`RunnerConfig::rebuild`]).
+pub const REBUILD_BATCH_SIZE: usize = 20_000;
+
+impl RunnerConfig {
+    /// The batching of a rebuild (the command, the API route and `bench rebuild` alike): large batches, because
+    /// each one ends with a flush of the vector index or a commit of the read model, and the next batch is read
+    /// while one is written.
+    pub fn rebuild() -> Self {
+        Self { batch_size: REBUILD_BATCH_SIZE, ..Self::default() }
+    }
+}
+
 /// What a projection is doing.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -223,7 +235,9 @@ pub async fn run_projection(
     projection.prepare(generation).await?;
     let skipped = crate::skip::skipped_positions(log.as_ref(), &name).await?;
     let mut writer = projection.writer(generation, skipped.clone());
-    let mut subscription = Arc::clone(&log).subscribe_all(position);
+    // Room for a whole batch, so the next batch is read while this one is written (a rebuild's batches are large).
+    let buffer = config.batch_size.max(dossier_events::subscription::DEFAULT_BUFFER);
+    let mut subscription = Arc::clone(&log).subscribe_all_buffered(position, buffer);
     let mut generation_checked = Instant::now();
     loop {
         // A runner that follows the live generation hands over when a rebuild switches another one in.

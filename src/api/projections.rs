@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dossier_projections::rebuild::rebuild as rebuild_projection;
 use dossier_projections::runner::{ProjectionStatus, RunnerConfig, RunnerState, initial_status};
@@ -49,7 +49,7 @@ pub fn rebuild_with(
     Arc::new(move |status| {
         let (log, projection) = (Arc::clone(&log), Arc::clone(&projection));
         Box::pin(async move {
-            let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
+            let config = RunnerConfig::rebuild();
             let report = rebuild_projection(log, projection.as_ref(), config, status).await;
             report.map(|report| report.seconds).map_err(|error| error.to_string())
         })

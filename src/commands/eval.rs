@@ -178,7 +178,7 @@ async fn evaluate_in(
         Arc::clone(&bm25),
     );
     let (status, _) = tokio::sync::watch::channel(initial_status(projection.name(), 0));
-    let runner = RunnerConfig { batch_size: 5_000, batch_wait: std::time::Duration::from_millis(20) };
+    let runner = RunnerConfig::rebuild();
     let rebuilt = rebuild(Arc::clone(&store), &projection, runner, status).await.map_err(|e| usage(&e))?;
     let collection = embedding.collection(rebuilt.to_generation);
     index.optimize(&collection).await.map_err(|e| usage(&e))?;

@@ -1,7 +1,6 @@
 //! `dossier rebuild <projection>` and `dossier verify --projections`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use dossier_events::EventStore;
 use dossier_projections::rebuild::{rebuild as rebuild_projection, verify_read_model};
@@ -33,7 +32,7 @@ pub async fn rebuild(
             bar.set_message(format!("generation {}", status.generation));
         }
     });
-    let config = RunnerConfig { batch_size: 2_000, batch_wait: Duration::from_millis(20) };
+    let config = RunnerConfig::rebuild();
     let report = rebuild_projection(log, projection.as_ref(), config, status).await;
     watcher.abort();
     progress.finish_and_clear();

@@ -230,7 +230,7 @@ impl EventStore for AnnouncingStore {
         self.inner.read_all(after_position, limit).await
     }
 
-    fn subscribe_all(self: Arc<Self>, after_position: u64) -> Subscription {
-        Arc::clone(&self.inner).subscribe_all(after_position)
+    fn subscribe_all_buffered(self: Arc<Self>, after_position: u64, buffer: usize) -> Subscription {
+        Arc::clone(&self.inner).subscribe_all_buffered(after_position, buffer)
     }
 }

@@ -7,13 +7,11 @@
 //! `optimize()`, which blocks for long on large collections; it runs on its own thread, at most one per collection,
 //! whenever the points not yet covered by the graph grow past a threshold, while reads and writes continue.
 //!
-//! **Bulk loading** (a rebuild's new generation, not searched yet) changes two things. qdrant-edge's appendable
-//! segment keeps a mutable sparse index whose posting-list insert is linear in the list's length (it rewrites the
-//! `max_next_weight` of every earlier entry), so filling one segment costs time quadratic in its size: the
-//! appendable segment is therefore sealed into an immutable one every [`BULK_OPTIMIZE_AFTER_POINTS`] points. And
-//! the HNSW graph (`m = 0`) and segment merges are left for the end, where they run once instead of once per sealed
-//! segment and again per merge. Every point stays searchable throughout (dense search by full scan until the graph
-//! exists). Leaving bulk loading restores the serving configuration and starts the graph build in the background.
+//! **Bulk loading** (a rebuild's new generation, not searched yet): no HNSW graph (`m = 0`) and no background
+//! `optimize()` at all while it fills, so the points go into one appendable segment and the graph build, the sealing
+//! and any merge run once, in the background, when bulk loading ends (ADR 0012; sealing while filling only made work
+//! that the final optimisation redid). Every point stays searchable throughout (dense search by full scan until the
+//! graph exists). The bulk optimizer settings are persisted with the shard, so a reopened collection keeps its mode.
 
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
@@ -39,8 +37,9 @@ use crate::vector::{ChunkPoint, SparseVector};
 /// Points written since the last graph build that trigger a background `optimize()`.
 const OPTIMIZE_AFTER_POINTS: usize = 20_000;
 
-/// While bulk loading: points written after which the appendable segment is sealed.
-const BULK_OPTIMIZE_AFTER_POINTS: usize = 4_000;
+/// While bulk loading, the size (in points) at which an explicit `optimize()` seals the appendable segment; nothing
+/// optimizes on its own while bulk loading.
+const BULK_SEAL_POINTS: usize = 4_000;
 
 /// While bulk loading, the bytes of sparse vector a point is assumed to take (a 1,000-character chunk has about a
 /// hundred distinct terms, 8 bytes each) when the collection has no dense vector to size segments by.
@@ -294,15 +293,15 @@ impl Collection {
         self.written_since_optimize.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Points after which to optimize: `base`, or fewer while bulk loading.
+    /// Points after which to optimize: `base`, or never while bulk loading.
     fn optimize_after(&self, base: usize) -> usize {
-        if self.bulk.load(Ordering::SeqCst) { base.min(BULK_OPTIMIZE_AFTER_POINTS) } else { base }
+        if self.bulk.load(Ordering::SeqCst) { usize::MAX } else { base }
     }
 }
 
-/// The optimizer settings while bulk loading (see the module's notes): segments are sealed at about `points` points (qdrant measures them in KiB of vectors: `dense_dimensions` f32 each, or the
-/// sparse estimate) and none is merged. A smaller threshold would make `optimize()`, which repeats until it finds
-/// nothing to do, seal a small segment again and again while the writer keeps writing.
+/// The optimizer settings while bulk loading (see the module's notes): an explicit `optimize()` seals segments at
+/// about `points` points (qdrant measures them in KiB of vectors: `dense_dimensions` f32 each, or the sparse
+/// estimate) and merges none. The high segment count also marks the collection as bulk loading when it is reopened.
 fn bulk_optimizers(dense_dimensions: Option<usize>, points: usize) -> EdgeOptimizersConfig {
     let bytes_per_point = dense_dimensions.map_or(BULK_SPARSE_BYTES_PER_POINT, |dimensions| dimensions * 4);
     // 90 %: `points` points are over the threshold, whatever the rounding.
@@ -597,7 +596,7 @@ impl VectorIndex for EdgeIndex {
         }
         let owned = name.to_owned();
         let shard = collection.shard.clone();
-        let seal_at = self.optimize_after.min(BULK_OPTIMIZE_AFTER_POINTS);
+        let seal_at = self.optimize_after.min(BULK_SEAL_POINTS);
         blocking(name, move || {
             let dense_dimensions = shard.config().vectors.get(DENSE).map(|params| params.size);
             if dense_dimensions.is_some() {

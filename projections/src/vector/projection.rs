@@ -123,25 +123,21 @@ struct VectorWriter {
     fold: VectorFold,
 }
 
-/// A batch is folded and applied in this many parts, so that folding one part (tokenising and BM25, on this task)
-/// overlaps applying the previous one (on the blocking pool).
-const PIPELINE_PARTS: usize = 4;
-
-/// Parts are not made smaller than this many events.
-const MIN_PART_EVENTS: usize = 250;
+/// A batch is folded and applied in parts of this many events, so that folding one part (tokenising and BM25, on
+/// this task) overlaps applying the previous one (on the blocking pool).
+const PART_EVENTS: usize = 500;
 
 #[async_trait]
 impl BatchWriter for VectorWriter {
     async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<(), RunnerError> {
         let started = std::time::Instant::now();
         let Self { fold, log, index, collection, .. } = self;
-        let part_size = batch.len().div_ceil(PIPELINE_PARTS).max(MIN_PART_EVENTS);
         let mut fold_time = std::time::Duration::ZERO;
         // Ops are applied in the order their parts were folded; the checkpoint moves only after the last one. A part
         // that fails to fold (a poison event) leaves the parts before it applied: a prefix of the log, each event whole,
         // which the replay from the unmoved checkpoint writes again, unchanged (every op is idempotent).
         let mut folded: Option<Vec<IndexOp>> = None;
-        for part in batch.chunks(part_size) {
+        for part in batch.chunks(PART_EVENTS) {
             let fold_part = async {
                 let part_started = std::time::Instant::now();
                 let ops = fold.fold(log.as_ref(), part).await.map_err(fold_error);
@@ -149,8 +145,10 @@ impl BatchWriter for VectorWriter {
             };
             let ((ops, took), applied) = match folded.take() {
                 Some(previous) => {
-                    // Durable with the last part's `apply`, before the checkpoint moves.
-                    let (fold_result, applied) = tokio::join!(fold_part, index.apply_buffered(collection, previous));
+                    // Durable with the last part's `apply`, before the checkpoint moves. `join!` polls in order: the
+                    // apply goes first, so it is on the blocking pool before the fold (which does not yield while
+                    // it tokenises) takes this thread; the other way round, the two ran one after the other.
+                    let (applied, fold_result) = tokio::join!(index.apply_buffered(collection, previous), fold_part);
                     (fold_result, applied)
                 }
                 None => (fold_part.await, Ok(())),
