@@ -100,6 +100,26 @@ mod tests {
     }
 
     #[test]
+    fn a_warm_embedder_gives_the_same_vectors_as_a_fresh_one() {
+        // The vendored qdrant-edge caches stems per embedder (vendor/README.md): what earlier texts left in the
+        // cache must not change a later text's vector. The texts share words in several inflections.
+        let texts = [
+            "Running proteins fold; the runner ran while folded proteins were running.",
+            "Folding of a protein runs fast, and runners fold maps.",
+            "Generalization generalizes: generalized generally, generating generators.",
+            "The runs, the running, the folds and the folding: proteins everywhere.",
+        ];
+        let warm = Bm25::new(Bm25Params::default()).unwrap();
+        for _ in 0..2 {
+            for text in texts {
+                let fresh = Bm25::new(Bm25Params::default()).unwrap();
+                assert_eq!(warm.document(text), fresh.document(text), "{text}");
+                assert_eq!(warm.query(text), fresh.query(text), "{text}");
+            }
+        }
+    }
+
+    #[test]
     fn rejects_bad_parameters() {
         let error = Bm25::new(Bm25Params { k1: f64::NAN, ..Bm25Params::default() }).unwrap_err();
         assert!(error.contains("k1"), "{error}");
