@@ -48,6 +48,12 @@ const BULK_SPARSE_BYTES_PER_POINT: usize = 800;
 /// While bulk loading: the segment count the merge optimizer aims for; high, so that nothing is merged until the end.
 const BULK_SEGMENT_NUMBER: usize = 10_000;
 
+/// While serving: the segment count the merge optimizer aims for. Qdrant's default follows the CPU count (two here),
+/// so every segment sealed under steady writes was merged straight into the largest one, rewriting the whole
+/// collection each time (a quarter of the CPU of an upload burst); with room for a few more, only small segments
+/// are merged, with each other.
+const SERVING_SEGMENT_NUMBER: usize = 8;
+
 struct Collection {
     shard: ShardHandle,
     optimizing: AtomicBool,
@@ -312,6 +318,11 @@ fn bulk_optimizers(dense_dimensions: Option<usize>, points: usize) -> EdgeOptimi
     }
 }
 
+/// The optimizer settings while serving: qdrant's, but for the segment count (see [`SERVING_SEGMENT_NUMBER`]).
+fn serving_optimizers() -> EdgeOptimizersConfig {
+    EdgeOptimizersConfig { default_segment_number: Some(SERVING_SEGMENT_NUMBER), ..EdgeOptimizersConfig::default() }
+}
+
 /// The dense vector's graph settings: none while bulk loading, qdrant's defaults otherwise.
 fn dense_hnsw(bulk: bool) -> HnswIndexConfig {
     if bulk {
@@ -416,6 +427,7 @@ impl VectorIndex for EdgeIndex {
         }
         let path = self.path(&spec.name)?;
         let mut config = EdgeConfig {
+            optimizers: serving_optimizers(),
             sparse_vectors: HashMap::from([(
                 SPARSE.to_owned(),
                 EdgeSparseVectorParams { modifier: Some(Modifier::Idf), ..Default::default() },
@@ -602,8 +614,7 @@ impl VectorIndex for EdgeIndex {
             if dense_dimensions.is_some() {
                 shard.set_vector_hnsw_config(DENSE, dense_hnsw(bulk)).map_err(|e| IndexError::engine(&owned, e))?;
             }
-            let optimizers =
-                if bulk { bulk_optimizers(dense_dimensions, seal_at) } else { EdgeOptimizersConfig::default() };
+            let optimizers = if bulk { bulk_optimizers(dense_dimensions, seal_at) } else { serving_optimizers() };
             shard.set_optimizers_config(optimizers).map_err(|e| IndexError::engine(&owned, e))
         })
         .await?;
