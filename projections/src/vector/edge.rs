@@ -72,6 +72,13 @@ impl ShardHandle {
     }
 }
 
+impl ShardHandle {
+    /// Handles on the shard now: the collection's own, plus one per call still running with a clone of it.
+    fn handles(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+}
+
 impl Clone for ShardHandle {
     fn clone(&self) -> Self {
         Self(ManuallyDrop::new(Arc::clone(&self.0)))
@@ -157,8 +164,16 @@ impl EdgeIndex {
             return Err(IndexError::MissingCollection(name.to_owned()));
         }
         let owned = name.to_owned();
-        let shard =
-            blocking(name, move || EdgeShard::load(&path, None).map_err(|e| IndexError::engine(&owned, e))).await?;
+        let shard = blocking(name, move || {
+            let shard = EdgeShard::load(&path, None).map_err(|e| IndexError::engine(&owned, e))?;
+            // A serving collection made before its settings changed takes the current ones.
+            let segments = shard.config().optimizers.default_segment_number;
+            if segments != Some(BULK_SEGMENT_NUMBER) && segments != Some(SERVING_SEGMENT_NUMBER) {
+                shard.set_optimizers_config(serving_optimizers()).map_err(|e| IndexError::engine(&owned, e))?;
+            }
+            Ok(shard)
+        })
+        .await?;
         Ok(self.insert(name, shard))
     }
 
@@ -190,7 +205,10 @@ impl EdgeIndex {
     async fn reap(&self) -> Result<(), IndexError> {
         let idle: Vec<(String, PathBuf, Arc<Collection>)> = {
             let mut retired = self.retired();
-            let (idle, busy) = retired.drain(..).partition(|(_, _, c)| Arc::strong_count(c) == 1);
+            // Idle: nothing holds the collection, and no call (a write, a search) still holds a clone of its shard,
+            // which could create files in the directory while it is being removed.
+            let (idle, busy) =
+                retired.drain(..).partition(|(_, _, c)| Arc::strong_count(c) == 1 && c.shard.handles() == 1);
             *retired = busy;
             idle
         };
