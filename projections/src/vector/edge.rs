@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams, FieldIndexOperations,
-    Filter, Fusion, HnswIndexConfig, Modifier, NamedQuery, PayloadOps, PointId, PointInsertOperations, PointOperations,
-    PointStruct, Prefetch, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, SetPayloadOp, UpdateOperation,
-    VectorInternal, VectorStructInternal, WithPayloadInterface, WithVector,
+    EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams, FieldIndexOperations, Filter, Fusion, Modifier,
+    NamedQuery, PayloadOps, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum,
+    QueryRequest, ScoringQuery, ScrollRequest, SetPayloadOp, UpdateOperation, VectorInternal, VectorStructInternal,
+    WithPayloadInterface, WithVector,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -34,25 +34,13 @@ use crate::vector::names::{DENSE, SPARSE};
 use crate::vector::search::{PointFilter, SearchHit, SearchQuery};
 use crate::vector::{ChunkPoint, SparseVector};
 
+mod settings;
+use settings::{
+    BULK_SEAL_POINTS, BULK_SEGMENT_NUMBER, SERVING_SEGMENT_NUMBER, bulk_optimizers, dense_hnsw, serving_optimizers,
+};
+
 /// Points written since the last graph build that trigger a background `optimize()`.
 const OPTIMIZE_AFTER_POINTS: usize = 20_000;
-
-/// While bulk loading, the size (in points) at which an explicit `optimize()` seals the appendable segment; nothing
-/// optimizes on its own while bulk loading.
-const BULK_SEAL_POINTS: usize = 4_000;
-
-/// While bulk loading, the bytes of sparse vector a point is assumed to take (a 1,000-character chunk has about a
-/// hundred distinct terms, 8 bytes each) when the collection has no dense vector to size segments by.
-const BULK_SPARSE_BYTES_PER_POINT: usize = 800;
-
-/// While bulk loading: the segment count the merge optimizer aims for; high, so that nothing is merged until the end.
-const BULK_SEGMENT_NUMBER: usize = 10_000;
-
-/// While serving: the segment count the merge optimizer aims for. Qdrant's default follows the CPU count (two here),
-/// so every segment sealed under steady writes was merged straight into the largest one, rewriting the whole
-/// collection each time (a quarter of the CPU of an upload burst); with room for a few more, only small segments
-/// are merged, with each other.
-const SERVING_SEGMENT_NUMBER: usize = 8;
 
 struct Collection {
     shard: ShardHandle,
@@ -70,9 +58,7 @@ impl ShardHandle {
     fn new(shard: EdgeShard) -> Self {
         Self(ManuallyDrop::new(Arc::new(shard)))
     }
-}
 
-impl ShardHandle {
     /// Handles on the shard now: the collection's own, plus one per call still running with a clone of it.
     fn handles(&self) -> usize {
         Arc::strong_count(&self.0)
@@ -320,33 +306,6 @@ impl Collection {
     /// Points after which to optimize: `base`, or never while bulk loading.
     fn optimize_after(&self, base: usize) -> usize {
         if self.bulk.load(Ordering::SeqCst) { usize::MAX } else { base }
-    }
-}
-
-/// The optimizer settings while bulk loading (see the module's notes): an explicit `optimize()` seals segments at
-/// about `points` points (qdrant measures them in KiB of vectors: `dense_dimensions` f32 each, or the sparse
-/// estimate) and merges none. The high segment count also marks the collection as bulk loading when it is reopened.
-fn bulk_optimizers(dense_dimensions: Option<usize>, points: usize) -> EdgeOptimizersConfig {
-    let bytes_per_point = dense_dimensions.map_or(BULK_SPARSE_BYTES_PER_POINT, |dimensions| dimensions * 4);
-    // 90 %: `points` points are over the threshold, whatever the rounding.
-    EdgeOptimizersConfig {
-        indexing_threshold: Some((points * bytes_per_point * 9 / 10 / 1024).max(1)),
-        default_segment_number: Some(BULK_SEGMENT_NUMBER),
-        ..EdgeOptimizersConfig::default()
-    }
-}
-
-/// The optimizer settings while serving: qdrant's, but for the segment count (see [`SERVING_SEGMENT_NUMBER`]).
-fn serving_optimizers() -> EdgeOptimizersConfig {
-    EdgeOptimizersConfig { default_segment_number: Some(SERVING_SEGMENT_NUMBER), ..EdgeOptimizersConfig::default() }
-}
-
-/// The dense vector's graph settings: none while bulk loading, qdrant's defaults otherwise.
-fn dense_hnsw(bulk: bool) -> HnswIndexConfig {
-    if bulk {
-        HnswIndexConfig { m: 0, payload_m: Some(0), ..HnswIndexConfig::default() }
-    } else {
-        HnswIndexConfig::default()
     }
 }
 
