@@ -47,6 +47,10 @@ pub(crate) fn check_header(path: &Path) -> StoreResult<()> {
     Ok(())
 }
 
+/// How much of the database file a connection maps into memory (address space, not memory: pages are shared with
+/// the page cache and loaded on demand).
+const MMAP_BYTES: u64 = 1 << 30;
+
 /// Opens a connection with the pragmas every connection needs.
 pub(crate) fn connect(path: &Path, flags: OpenFlags) -> StoreResult<Connection> {
     let fail =
@@ -64,8 +68,12 @@ pub(crate) fn connect(path: &Path, flags: OpenFlags) -> StoreResult<Connection> 
         return Err(StoreError::Unavailable(format!("{}: cannot switch to WAL mode (got {mode})", path.display())));
     }
     // FULL: a commit survives power loss, not just a crash of the process. Group commit keeps it cheap.
+    // mmap_size: reads of the main file map it instead of copying every page through read(2) (catching up over a
+    // large log, a rebuild spent a third of its SQLite time in that copy). Writes still go through the WAL.
     connection
-        .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .execute_batch(&format!(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = {MMAP_BYTES};"
+        ))
         .map_err(|error| fail("cannot set pragmas", error))?;
     Ok(connection)
 }

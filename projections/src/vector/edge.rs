@@ -1,9 +1,10 @@
 //! The embedded vector index: qdrant-edge (the in-process Qdrant engine), one shard directory per collection under
 //! `<data dir>/vectors/`.
 //!
-//! qdrant-edge's API blocks, so every call runs on tokio's blocking pool. Writes are followed by a flush (WAL and
-//! segments) before `apply` returns, because 0.7.2 does not replay its WAL on load: only flushed segments survive a
-//! crash, and the projection moves its checkpoint only after `apply` returns. The HNSW graph is built by
+//! qdrant-edge's API blocks, so every call runs on tokio's blocking pool. Writes are followed by a flush of the
+//! segments before `apply` returns, because 0.7.2 does not replay its WAL on load (the vendored copy no longer writes
+//! it: vendor/README.md): only flushed segments survive a crash, and the projection moves its checkpoint only after
+//! `apply` returns. The HNSW graph is built by
 //! `optimize()`, which blocks for long on large collections; it runs on its own thread, at most one per collection,
 //! whenever the points not yet covered by the graph grow past a threshold, while reads and writes continue.
 //!
@@ -230,7 +231,7 @@ impl EdgeIndex {
         blocking(name, move || collection.shard.optimize().map(|_| ()).map_err(|e| IndexError::engine(&owned, e))).await
     }
 
-    /// Applies `ops`, then flushes the shard (WAL and segments) when `flush`.
+    /// Applies `ops`, then flushes the shard when `flush`.
     async fn write(&self, name: &str, ops: Vec<IndexOp>, flush: bool) -> Result<(), IndexError> {
         if ops.is_empty() && !flush {
             return Ok(());
@@ -241,11 +242,14 @@ impl EdgeIndex {
             return Ok(());
         }
         let written: usize = ops.iter().map(|op| if let IndexOp::Upsert(points) = op { points.len() } else { 0 }).sum();
+        // Converted here, on the caller's thread: the blocking thread's updates are serialised by the shard, so it is
+        // the one to keep free (a rebuild folds its next part on this thread meanwhile).
+        let updates = ops.into_iter().map(|op| edge_update(name, op)).collect::<Result<Vec<_>, _>>()?;
         let owned = name.to_owned();
         let shard = collection.shard.clone();
         blocking(name, move || {
-            for op in ops {
-                shard.update(edge_update(&owned, op)?).map_err(|e| IndexError::engine(&owned, e))?;
+            for update in updates {
+                shard.update(update).map_err(|e| IndexError::engine(&owned, e))?;
             }
             if flush {
                 shard.flush();
@@ -320,13 +324,14 @@ fn edge_filter(collection: &str, filter: &PointFilter) -> Result<Filter, IndexEr
     serde_json::from_value(filter.to_qdrant_json()?).map_err(|error| IndexError::engine(collection, error))
 }
 
-fn edge_point(point: &ChunkPoint) -> Result<PointStruct, IndexError> {
+fn edge_point(mut point: ChunkPoint) -> Result<PointStruct, IndexError> {
     let mut vectors: HashMap<String, qdrant_edge::Vector> = HashMap::new();
-    let sparse = qdrant_edge::Vector::new_sparse(point.sparse.indices.clone(), point.sparse.values.clone())
+    let sparse = std::mem::take(&mut point.sparse);
+    let sparse = qdrant_edge::Vector::new_sparse(sparse.indices, sparse.values)
         .map_err(|error| IndexError::Invalid(format!("document {}: {error}", point.document_id)))?;
     vectors.insert(SPARSE.to_owned(), sparse);
-    if let Some(dense) = &point.dense {
-        vectors.insert(DENSE.to_owned(), qdrant_edge::Vector::new_dense(dense.clone()));
+    if let Some(dense) = point.dense.take() {
+        vectors.insert(DENSE.to_owned(), qdrant_edge::Vector::new_dense(dense));
     }
     Ok(PointStruct::new(PointId::Uuid(point.id()), vectors, point.payload()))
 }
@@ -334,7 +339,7 @@ fn edge_point(point: &ChunkPoint) -> Result<PointStruct, IndexError> {
 fn edge_update(collection: &str, op: IndexOp) -> Result<UpdateOperation, IndexError> {
     Ok(match op {
         IndexOp::Upsert(points) => {
-            let points = points.iter().map(|p| edge_point(p).map(Into::into)).collect::<Result<Vec<_>, _>>()?;
+            let points = points.into_iter().map(|p| edge_point(p).map(Into::into)).collect::<Result<Vec<_>, _>>()?;
             UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)))
         }
         IndexOp::DeleteDocuments(documents) => {

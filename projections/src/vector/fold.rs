@@ -94,8 +94,10 @@ impl VectorFold {
         }
         let mut order: Vec<Uuid> = Vec::new();
         let mut plans: HashMap<Uuid, Option<IndexPlan>> = HashMap::new();
-        for event in batch {
-            let Some(document_id) = event.stream_id.document_id() else { continue };
+        // Only document streams feed the index; other streams (admin records) pass by.
+        let documents: Vec<Option<Uuid>> = batch.iter().map(|event| event.stream_id.document_id()).collect();
+        for (event, document_id) in batch.iter().zip(&documents) {
+            let Some(document_id) = *document_id else { continue };
             if plans.contains_key(&document_id) {
                 continue;
             }
@@ -105,9 +107,8 @@ impl VectorFold {
                 self.load(log, event, document_id).await?;
             }
         }
-        for event in batch {
-            // Only document streams feed the index; other streams (admin records) pass by.
-            let Some(document_id) = event.stream_id.document_id() else { continue };
+        for (event, document_id) in batch.iter().zip(&documents) {
+            let Some(document_id) = *document_id else { continue };
             if self.skipped.contains(&event.position) {
                 continue;
             }

@@ -151,17 +151,41 @@ impl Bm25 {
             *counter.entry(token.as_ref()).or_insert(0) += 1;
         }
 
-        let Bm25Params { k1, b, avg_doc_len } = self.params;
-
         let mut tf_map = BTreeMap::new();
         for (token, count) in &counter {
             let id = token_id(token);
-            let n = f64::from(*count);
-            let mut tf = n * (k1 + 1.0);
-            tf /= k1.mul_add(1.0 - b + b * doc_len / avg_doc_len, n);
-            tf_map.insert(id, tf as f32);
+            tf_map.insert(id, self.tf(*count, doc_len));
         }
         tf_map
+    }
+
+    /// dossier patch: the BM25 term-frequency weight of a term seen `count` times in a document of `doc_len` tokens
+    /// (moved out of `term_frequency`, unchanged, so that `embed_document_ids` computes the same).
+    fn tf(&self, count: u32, doc_len: f64) -> f32 {
+        let Bm25Params { k1, b, avg_doc_len } = self.params;
+        let n = f64::from(count);
+        let mut tf = n * (k1 + 1.0);
+        tf /= k1.mul_add(1.0 - b + b * doc_len / avg_doc_len, n);
+        tf as f32
+    }
+
+    /// dossier patch: [`Bm25::embed_document`] from the document's token ids (one per token, in any order) instead
+    /// of its tokens. The result is the same, indices ascending, except when two distinct tokens of one document hash
+    /// to the same id: `embed_document` then keeps the weight of one of them (whichever its hash map visits last);
+    /// this counts their occurrences together.
+    pub fn embed_document_ids(&self, mut ids: Vec<u32>) -> SparseEmbedding {
+        if ids.is_empty() {
+            return SparseEmbedding::empty();
+        }
+        let doc_len = ids.len() as f64;
+        ids.sort_unstable();
+        let mut indices = Vec::new();
+        let mut values = Vec::new();
+        for run in ids.chunk_by(|a, b| a == b) {
+            indices.push(run[0]);
+            values.push(self.tf(run.len() as u32, doc_len));
+        }
+        SparseEmbedding { indices, values }
     }
 }
 

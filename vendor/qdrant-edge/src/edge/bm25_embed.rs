@@ -14,12 +14,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::bm25::SparseEmbedding;
+use crate::bm25::{SparseEmbedding, token_id};
 use ordered_float::NotNan;
 use crate::segment::data_types::index::{Language, StemmingAlgorithm, StopwordsInterface, TokenizerType};
 use crate::segment::index::field_index::full_text_index::stop_words::StopwordsFilter;
 use crate::segment::index::field_index::full_text_index::tokenizers::{
-    Stemmer, Tokenizer, TokensProcessor,
+    Stemmer, Tokenizer, TokensProcessor, words,
 };
 use crate::sparse::common::sparse_vector::SparseVector;
 
@@ -133,7 +133,18 @@ impl Default for EdgeBm25Config {
 pub struct EdgeBm25 {
     bm25: crate::bm25::Bm25,
     tokenizer: Tokenizer,
+    /// dossier patch: see [`TermIds`].
+    term_ids: TermIds,
 }
+
+/// dossier patch: what the tokenizer's processor makes of recently seen words, as token ids (`None`: the word yields
+/// no token, e.g. a stop word). Processing a word (lowercasing, stop words, Snowball stemming, hashing) is a pure
+/// function of the word and costs far more than a lookup; text repeats its words. Starts over when full.
+#[derive(Debug, Default)]
+struct TermIds(parking_lot::Mutex<ahash::AHashMap<Box<str>, Option<u32>>>);
+
+/// dossier patch: words [`TermIds`] keeps before it starts over.
+const TERM_IDS_ENTRIES: usize = 200_000;
 
 impl EdgeBm25 {
     pub fn new(config: EdgeBm25Config) -> Result<Self, EdgeBm25Error> {
@@ -157,6 +168,7 @@ impl EdgeBm25 {
         Ok(Self {
             bm25: crate::bm25::Bm25::new(params)?,
             tokenizer,
+            term_ids: TermIds::default(),
         })
     }
 
@@ -166,7 +178,35 @@ impl EdgeBm25 {
         to_sparse_vector(self.bm25.embed_query(&tokens))
     }
 
+    /// dossier patch: with the word tokenizer (the default), words are turned into token ids through [`TermIds`];
+    /// the result is [`EdgeBm25::embed_document_unmemoized`]'s (see [`crate::bm25::Bm25::embed_document_ids`] for
+    /// the one exception, two tokens of one text with the same hash).
     pub fn embed_document(&self, text: &str) -> SparseVector {
+        let Some(processor) = self.tokenizer.word_processor() else {
+            return self.embed_document_unmemoized(text);
+        };
+        let mut ids = Vec::new();
+        let mut memo = self.term_ids.0.lock();
+        for word in words(text) {
+            let id = match memo.get(word) {
+                Some(id) => *id,
+                None => {
+                    let id = processor.process_token(word, true).map(|token| token_id(&token));
+                    if memo.len() >= TERM_IDS_ENTRIES {
+                        memo.clear();
+                    }
+                    memo.insert(word.into(), id);
+                    id
+                }
+            };
+            ids.extend(id);
+        }
+        drop(memo);
+        to_sparse_vector(self.bm25.embed_document_ids(ids))
+    }
+
+    /// The document vector as qdrant-edge computes it (dossier patch: renamed from `embed_document`).
+    pub fn embed_document_unmemoized(&self, text: &str) -> SparseVector {
         let mut tokens: Vec<Cow<'_, str>> = Vec::new();
         self.tokenizer.tokenize_doc(text, |t| tokens.push(t));
         to_sparse_vector(self.bm25.embed_document(&tokens))

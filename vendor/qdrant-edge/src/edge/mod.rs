@@ -45,6 +45,9 @@ pub struct EdgeShard {
     config: SaveOnDisk<EdgeConfig>,
     wal: Mutex<SerdeWal<CollectionUpdateOperations>>,
     segments: LockedSegmentHolder,
+    /// dossier patch: the number of the next update operation (see `update.rs`). The WAL used to number them; it is
+    /// no longer written, so this continues from the highest number the WAL or any segment has seen.
+    next_operation: std::sync::atomic::AtomicU64,
 }
 
 const WAL_PATH: &str = "wal";
@@ -73,11 +76,13 @@ impl EdgeShard {
         let config = SaveOnDisk::new(&config_path, config)
             .map_err(|e| OperationError::service_error(e.to_string()))?;
 
+        let next_operation = std::sync::atomic::AtomicU64::new(next_operation(&wal, &segments));
         Ok(Self {
             path: path.into(),
             config,
             wal: parking_lot::Mutex::new(wal),
             segments: LockedSegmentHolder::new(segments),
+            next_operation,
         })
     }
 
@@ -123,11 +128,13 @@ impl EdgeShard {
         let config = SaveOnDisk::new(&config_path, config)
             .map_err(|e| OperationError::service_error(e.to_string()))?;
 
+        let next_operation = std::sync::atomic::AtomicU64::new(next_operation(&wal, &segments));
         Ok(Self {
             path: path.into(),
             config,
             wal: parking_lot::Mutex::new(wal),
             segments: LockedSegmentHolder::new(segments),
+            next_operation,
         })
     }
 
@@ -186,6 +193,17 @@ impl Drop for EdgeShard {
     fn drop(&mut self) {
         self.flush();
     }
+}
+
+/// dossier patch: one more than the highest operation number the WAL or a segment has seen, so that numbers keep
+/// increasing across restarts (a point ignores an operation numbered below its own version).
+fn next_operation(wal: &SerdeWal<CollectionUpdateOperations>, segments: &SegmentHolder) -> u64 {
+    let segments_max = segments
+        .iter()
+        .map(|(_, segment)| segment.get().read().version())
+        .max()
+        .unwrap_or(0);
+    wal.last_index().max(segments_max) + 1
 }
 
 fn has_existing_segments(path: &Path) -> bool {

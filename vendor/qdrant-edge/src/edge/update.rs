@@ -5,20 +5,21 @@ use crate::segment::common::operation_error::{OperationError, OperationResult};
 use crate::shard::operations::vector_name_ops::VectorNameConfig;
 use crate::shard::operations::{CollectionUpdateOperations, VectorNameOperations};
 use crate::shard::update::*;
-use crate::shard::wal::WalRawRecord;
 
 use crate::edge::EdgeShard;
 use crate::edge::config::vectors::{EdgeSparseVectorParams, EdgeVectorParams};
 
 impl EdgeShard {
     pub fn update(&self, operation: CollectionUpdateOperations) -> OperationResult<()> {
-        let record = WalRawRecord::new(&operation).map_err(service_error)?;
-
-        let mut wal = self.wal.lock();
-
-        let operation_id = wal.write(&record).map_err(service_error)?;
+        // dossier patch: the operation is no longer recorded in the WAL. qdrant-edge 0.7.2 never reads its WAL back
+        // (`EdgeShard::load` restores the flushed segments only) and never truncates it, so each record cost an
+        // encoding and a write and grew the directory without bound, for nothing. What was not flushed is lost on a
+        // crash either way; dossier moves a projection's checkpoint only after a flush, and replays the rest.
         let hw_counter = HardwareCounterCell::disposable();
         let _update_guard = self.segments.acquire_updates_lock();
+        let operation_id = self
+            .next_operation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         let segments_guard = self.segments.read();
 

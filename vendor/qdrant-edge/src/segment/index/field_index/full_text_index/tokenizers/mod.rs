@@ -40,7 +40,7 @@ impl WordTokenizer {
         tokens_processor: &TokensProcessor,
         mut callback: C,
     ) {
-        for token in text.split(|c| !char::is_alphanumeric(c)) {
+        for token in words(text) {
             let Some(token_cow) = tokens_processor.process_token(token, true) else {
                 continue;
             };
@@ -48,6 +48,12 @@ impl WordTokenizer {
             callback(token_cow);
         }
     }
+}
+
+/// dossier patch: how the word tokenizer splits text (at every character that is not alphanumeric), shared with
+/// `EdgeBm25`'s memoized path so the two cannot drift apart.
+pub fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c| !char::is_alphanumeric(c))
 }
 
 struct PrefixTokenizer;
@@ -202,6 +208,12 @@ impl Tokenizer {
             tokenizer_type,
             tokens_processor,
         }
+    }
+
+    /// dossier patch: the token processor, when this tokenizer splits text with [`words`] and passes every word to
+    /// it alone (`TokenizerType::Word`); `None` for the other kinds.
+    pub fn word_processor(&self) -> Option<&TokensProcessor> {
+        matches!(self.tokenizer_type, TokenizerType::Word).then_some(&self.tokens_processor)
     }
 
     pub fn tokenize<'a, C: FnMut(Cow<'a, str>)>(
