@@ -240,6 +240,50 @@ async fn edge_index_survives_a_reopen_and_builds_its_graph() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_writes_after_a_reopen_change_the_points_written_before_it() {
+    // qdrant-edge ignores an operation numbered below the version of the point it touches. The vendored copy no
+    // longer numbers operations with its WAL (vendor/README.md), so a reopened shard must continue from the highest
+    // number its segments have seen: starting again from the WAL's (empty) count, every write below would be lost.
+    let dir = std::env::temp_dir().join(format!("dossier-edge-{}", Uuid::now_v7()));
+    let bm25 = bm25();
+    let spec = CollectionSpec { name: "reopen_g1".into(), dense_dimensions: Some(DIMENSIONS) };
+    let (kept, dropped) = (Uuid::now_v7(), Uuid::now_v7());
+    {
+        let index = EdgeIndex::open(&dir).expect("open");
+        index.ensure_collection(&spec).await.expect("create");
+        for round in 0..3 {
+            let points = [kept, dropped].into_iter().flat_map(|document| {
+                (0..20).map(move |i| (document, i)).collect::<Vec<_>>()
+            });
+            let points = points.map(|(document, i)| point("acme", document, i, &format!("heron {round} {i}"), &bm25));
+            index.apply("reopen_g1", vec![IndexOp::Upsert(points.collect())]).await.expect("upsert");
+        }
+    }
+    let index = EdgeIndex::open(&dir).expect("reopen");
+    let rewritten = point("acme", kept, 0, "egrets rewritten after the reopen", &bm25);
+    let metadata: serde_json::Map<String, serde_json::Value> = serde_json::from_value(json!({ "shelf": "B" })).unwrap();
+    index
+        .apply(
+            "reopen_g1",
+            vec![
+                IndexOp::Upsert(vec![rewritten]),
+                IndexOp::SetMetadata { document_id: kept, metadata, position: 99 },
+                IndexOp::DeleteDocuments(vec![dropped]),
+            ],
+        )
+        .await
+        .expect("writes after the reopen");
+    let points = scroll_all(&index, "reopen_g1", 100).await;
+    assert_eq!(points.len(), 20, "the deleted document's points are gone");
+    assert!(points.iter().all(|p| p.payload["document"] == json!(kept.to_string())));
+    assert!(points.iter().all(|p| p.payload["metadata"] == json!({ "shelf": "B" }) && p.payload["position"] == 99));
+    let first = points.iter().find(|p| p.payload["chunk_index"] == 0).expect("chunk 0");
+    assert_eq!(first.payload["text"], "egrets rewritten after the reopen");
+    drop(index);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_bulk_loading_defers_optimizing_until_it_ends() {
     // Parts of 200 points with 1,024-dimension vectors (800 KiB each): above the size at which an optimize run of a
     // bulk-loading collection seals, and each part alone enough to start a background run of a serving one.

@@ -141,7 +141,36 @@ pub struct EdgeBm25 {
 /// no token, e.g. a stop word). Processing a word (lowercasing, stop words, Snowball stemming, hashing) is a pure
 /// function of the word and costs far more than a lookup; text repeats its words. Starts over when full.
 #[derive(Debug, Default)]
-struct TermIds(parking_lot::Mutex<ahash::AHashMap<Box<str>, Option<u32>>>);
+struct TermIds(parking_lot::Mutex<TermIdMaps>);
+
+/// dossier patch: words of up to 16 bytes are keyed by their bytes packed in a `u128` (a word holds no NUL, which is
+/// not alphanumeric, so the zero padding cannot be confused with the word): no pointer to follow when comparing keys,
+/// which was most of a lookup's time. Longer words are keyed by themselves.
+#[derive(Debug, Default)]
+struct TermIdMaps {
+    short: ahash::AHashMap<u128, Option<u32>>,
+    long: ahash::AHashMap<Box<str>, Option<u32>>,
+}
+
+impl TermIdMaps {
+    fn get_or_insert_with(&mut self, word: &str, process: impl FnOnce() -> Option<u32>) -> Option<u32> {
+        if self.short.len() + self.long.len() >= TERM_IDS_ENTRIES {
+            self.short.clear();
+            self.long.clear();
+        }
+        let bytes = word.as_bytes();
+        if bytes.len() <= 16 {
+            let mut packed = [0u8; 16];
+            packed[..bytes.len()].copy_from_slice(bytes);
+            *self.short.entry(u128::from_le_bytes(packed)).or_insert_with(process)
+        } else {
+            match self.long.get(word) {
+                Some(id) => *id,
+                None => *self.long.entry(word.into()).or_insert_with(process),
+            }
+        }
+    }
+}
 
 /// dossier patch: words [`TermIds`] keeps before it starts over.
 const TERM_IDS_ENTRIES: usize = 200_000;
@@ -188,18 +217,12 @@ impl EdgeBm25 {
         let mut ids = Vec::new();
         let mut memo = self.term_ids.0.lock();
         for word in words(text) {
-            let id = match memo.get(word) {
-                Some(id) => *id,
-                None => {
-                    let id = processor.process_token(word, true).map(|token| token_id(&token));
-                    if memo.len() >= TERM_IDS_ENTRIES {
-                        memo.clear();
-                    }
-                    memo.insert(word.into(), id);
-                    id
-                }
-            };
-            ids.extend(id);
+            if word.is_empty() {
+                continue;
+            }
+            ids.extend(memo.get_or_insert_with(word, || {
+                processor.process_token(word, true).map(|token| token_id(&token))
+            }));
         }
         drop(memo);
         to_sparse_vector(self.bm25.embed_document_ids(ids))
