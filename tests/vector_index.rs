@@ -252,9 +252,9 @@ async fn edge_writes_after_a_reopen_change_the_points_written_before_it() {
         let index = EdgeIndex::open(&dir).expect("open");
         index.ensure_collection(&spec).await.expect("create");
         for round in 0..3 {
-            let points = [kept, dropped].into_iter().flat_map(|document| {
-                (0..20).map(move |i| (document, i)).collect::<Vec<_>>()
-            });
+            let points = [kept, dropped]
+                .into_iter()
+                .flat_map(|document| (0..20).map(move |i| (document, i)).collect::<Vec<_>>());
             let points = points.map(|(document, i)| point("acme", document, i, &format!("heron {round} {i}"), &bm25));
             index.apply("reopen_g1", vec![IndexOp::Upsert(points.collect())]).await.expect("upsert");
         }

@@ -130,7 +130,9 @@ mod tests {
         let file = std::fs::File::open(path).unwrap();
         let mut texts: Vec<String> = std::io::BufReader::new(flate2::read::GzDecoder::new(file))
             .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(&line.unwrap()).unwrap()["text"].as_str().unwrap().to_owned())
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(&line.unwrap()).unwrap()["text"].as_str().unwrap().to_owned()
+            })
             .collect();
         assert!(texts.len() > 5_000, "{} abstracts", texts.len());
         texts.extend(
