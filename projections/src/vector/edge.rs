@@ -4,9 +4,9 @@
 //! qdrant-edge's API blocks, so every call runs on tokio's blocking pool. Writes are followed by a flush of the
 //! segments before `apply` returns, because 0.7.2 does not replay its WAL on load (the vendored copy no longer writes
 //! it: vendor/README.md): only flushed segments survive a crash, and the projection moves its checkpoint only after
-//! `apply` returns. The HNSW graph is built by
-//! `optimize()`, which blocks for long on large collections; it runs on its own thread, at most one per collection,
-//! whenever the points not yet covered by the graph grow past a threshold, while reads and writes continue.
+//! `apply` returns. The HNSW graph is built by `optimize()`, which blocks for long on large collections; it runs on
+//! its own thread, at most one per collection, whenever the points not yet covered by the graph grow past a
+//! threshold, while reads and writes continue.
 //!
 //! **Bulk loading** (a rebuild's new generation, not searched yet): no HNSW graph (`m = 0`) and no background
 //! `optimize()` at all while it fills, so the points go into one appendable segment and the graph build, the sealing
