@@ -4,6 +4,9 @@ use clap::Parser;
 use dossier::cli::Cli;
 use dossier::settings::Settings;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::from_env() {

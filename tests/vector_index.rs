@@ -18,7 +18,7 @@ use dossier_projections::vector::search::{FusionParams, MetadataFilter, PointFil
 use dossier_projections::vector::verify::{PointDifference, verify_vector_index};
 use dossier_projections::vector::{
     Bm25, Bm25Params, ChunkPoint, CollectionSpec, EmbeddingConfig, IndexError, IndexOp, SearchMode, SearchQuery,
-    SparseVector, VectorIndex, VectorProjection, point_id,
+    SparseVector, VectorIndex, VectorProjection, WriteChain, point_id,
 };
 use serde_json::json;
 use tokio::sync::watch;
@@ -32,6 +32,7 @@ use crate::support::{Backend, Scratch};
 
 contract_tests!(
     projection_indexes_ready_documents_and_leaves_no_orphans,
+    a_following_vector_runner_moves_its_checkpoint_to_the_head_once_caught_up,
     vectors_of_the_wrong_length_stop_the_projection_naming_the_document,
     vector_rebuild_while_writer_appends_equals_a_fresh_replay,
     verify_names_missing_extra_and_different_points,
@@ -187,6 +188,45 @@ pub async fn index_contract(index: Arc<dyn VectorIndex>) {
     bad.sparse = SparseVector { indices: vec![1, 1], values: vec![0.5] };
     let error = index.apply(&name, vec![IndexOp::Upsert(vec![bad])]).await.expect_err("malformed sparse vector");
     assert!(error.to_string().contains(&herons.to_string()), "{error}");
+
+    // Queued writes apply in order; once one fails, the rest of its chain (and its flush) is not applied, so the
+    // index holds a prefix of the chain. A new chain writes again.
+    let queued = Uuid::now_v7();
+    let chain = WriteChain::default();
+    let mut wrong_length = point("acme", queued, 1, "Storks migrate in flocks.", &bm25);
+    wrong_length.dense = Some(vec![0.5; 3]);
+    let first =
+        index.apply_queued(&name, vec![IndexOp::Upsert(vec![point("acme", queued, 0, "Storks.", &bm25)])], &chain);
+    let first = first.await.expect("queue");
+    let second = index.apply_queued(&name, vec![IndexOp::Upsert(vec![wrong_length])], &chain).await.expect("queue");
+    let third = point("acme", queued, 2, "Cranes dance.", &bm25);
+    let third = index.apply_queued(&name, vec![IndexOp::Upsert(vec![third])], &chain).await.expect("queue");
+    let flush = index.flush_queued(&name, &chain).await.expect("queue");
+    first.applied().await.expect("the first write applies");
+    second.applied().await.expect_err("a dense vector of the wrong length is refused");
+    let skipped = third.applied().await.expect_err("the write after the failed one is not applied");
+    assert!(skipped.to_string().contains("not applied"), "{skipped}");
+    flush.applied().await.expect_err("nor is the chain's flush");
+    let chunks = |indexes: &[u32]| {
+        let mut ids: Vec<Uuid> = indexes.iter().map(|i| point_id(queued, *i)).collect();
+        ids.sort();
+        ids
+    };
+    let only_queued = |points: Vec<dossier_projections::vector::StoredPoint>| {
+        let document = json!(queued.to_string());
+        let mut ids: Vec<Uuid> =
+            points.into_iter().filter(|p| p.payload["document"] == document).map(|p| p.id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(only_queued(scroll_all(index.as_ref(), &name, 100).await), chunks(&[0]), "a prefix of the chain");
+    let again = WriteChain::default();
+    let third = point("acme", queued, 2, "Cranes dance.", &bm25);
+    let third = index.apply_queued(&name, vec![IndexOp::Upsert(vec![third])], &again).await.expect("queue");
+    let flush = index.flush_queued(&name, &again).await.expect("queue");
+    third.applied().await.expect("a new chain applies");
+    flush.applied().await.expect("and flushes");
+    assert_eq!(only_queued(scroll_all(index.as_ref(), &name, 100).await), chunks(&[0, 2]));
 
     index.drop_collection(&name).await.expect("drop");
     index.drop_collection(&name).await.expect("dropping twice is a no-op");
@@ -482,6 +522,45 @@ async fn projection_indexes_ready_documents_and_leaves_no_orphans(backend: Backe
     let deleted = json!(ids[0].to_string());
     assert!(stored.iter().all(|p| p.payload["document"] != deleted), "no point of the deleted document remains");
     assert!(stored.iter().all(|p| p.dense.is_some()), "every point carries its dense vector");
+}
+
+async fn a_following_vector_runner_moves_its_checkpoint_to_the_head_once_caught_up(backend: Backend) {
+    // The vector writer moves a batch's checkpoint with the next batch (so the index's writer never waits for a
+    // flush); a runner that has caught up must still settle the last one, or it would stay a batch behind.
+    let fixture = Fixture::new(backend).await;
+    let runtime = fixture.runtime().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let text = format!("Heron number {i} waits in the reeds for fish. ").repeat(12);
+        ids.push(runtime.upload(upload(&format!("heron-{i}.txt"), text.as_bytes())).await.expect("upload").document_id);
+    }
+    for id in &ids {
+        assert_eq!(settle(&runtime, *id).await, DocumentStatus::Ready);
+    }
+    runtime.shutdown();
+    let head = fixture.log.head_position().await.expect("head");
+    let name = fixture.projection.name().to_owned();
+    let generation = fixture.read_model.live_generation(&name).await.expect("generation");
+    let (status, watch) = watch::channel(initial_status(&name, generation));
+    let config = RunnerConfig { batch_size: 7, batch_wait: Duration::from_millis(5) };
+    let (log, projection) = (Arc::clone(&fixture.log), Arc::clone(&fixture.projection));
+    let runner =
+        tokio::spawn(async move { run_projection(log, projection.as_ref(), generation, config, status, None).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let durable = loop {
+        let checkpoint = fixture.read_model.checkpoint(&name, generation).await.expect("checkpoint");
+        let position = checkpoint.map_or(0, |checkpoint| checkpoint.position);
+        if position == head || tokio::time::Instant::now() > deadline {
+            break position;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(durable, head, "the stored checkpoint reaches the head while the runner waits for events");
+    assert_eq!(watch.borrow().checkpoint, head, "the status reports the stored checkpoint");
+    assert!(!runner.is_finished(), "the runner still follows the log");
+    let hits = fixture.searcher().search(&sparse_request("heron")).await.expect("search");
+    assert_eq!(hits.iter().map(|hit| hit.document_id).collect::<std::collections::HashSet<_>>().len(), 3, "{hits:?}");
+    runner.abort();
 }
 
 async fn vectors_of_the_wrong_length_stop_the_projection_naming_the_document(backend: Backend) {

@@ -43,6 +43,14 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<StoreResult<RecordedEvent>> {
         self.receiver.recv().await
     }
+
+    /// The next event if one has arrived, without waiting; `None` when none has (or the stream ended: [`next`]
+    /// tells which).
+    ///
+    /// [`next`]: Self::next
+    pub fn next_ready(&mut self) -> Option<StoreResult<RecordedEvent>> {
+        self.receiver.try_recv().ok()
+    }
 }
 
 impl futures::Stream for Subscription {

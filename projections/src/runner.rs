@@ -135,8 +135,17 @@ pub trait Projection: Send + Sync + 'static {
 /// Applies batches of one run of a projection.
 #[async_trait]
 pub trait BatchWriter: Send {
-    /// Applies `batch` and moves the checkpoint from `from` to `to` (the batch's last position).
-    async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<(), RunnerError>;
+    /// Applies `batch` and moves the checkpoint from `from` to `to` (the batch's last position); returns the
+    /// checkpoint now. A writer may leave the last batch's checkpoint move to the next `write` or to
+    /// [`settle`](Self::settle), and return `from` (its writes are idempotent, so a crash before the move only
+    /// replays that batch).
+    async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<u64, RunnerError>;
+
+    /// Moves the checkpoint to the end of the last batch written, once its writes are durable, and returns it (`None`
+    /// when it was there already). The runner calls it whenever it would wait for events, and before it returns.
+    async fn settle(&mut self) -> Result<Option<u64>, RunnerError> {
+        Ok(None)
+    }
 }
 
 /// The read model as a [`Projection`].
@@ -185,9 +194,10 @@ struct ReadModelWriter {
 
 #[async_trait]
 impl BatchWriter for ReadModelWriter {
-    async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<(), RunnerError> {
+    async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<u64, RunnerError> {
         let changes = fold(self.read_model.as_ref(), self.generation, batch).await?;
-        Ok(self.read_model.commit(READ_MODEL, self.generation, from, to, &changes).await?)
+        self.read_model.commit(READ_MODEL, self.generation, from, to, &changes).await?;
+        Ok(to)
     }
 }
 
@@ -239,19 +249,25 @@ pub async fn run_projection(
     let buffer = config.batch_size.max(dossier_events::subscription::DEFAULT_BUFFER);
     let mut subscription = Arc::clone(&log).subscribe_all_buffered(position, buffer);
     let mut generation_checked = Instant::now();
+    // An event taken from the subscription to learn whether more were waiting, for the next batch.
+    let mut ready = None;
     loop {
         // A runner that follows the live generation hands over when a rebuild switches another one in.
         if until.is_none() && generation_checked.elapsed() >= GENERATION_CHECK {
             generation_checked = Instant::now();
             if generations.live_generation(&name).await? != generation {
                 tracing::info!(projection = %name, generation, "projection_generation_replaced");
+                writer.settle().await?;
                 return Ok(());
             }
         }
-        let first = match tokio::time::timeout(GENERATION_CHECK, subscription.next()).await {
-            Ok(Some(first)) => first,
-            Ok(None) => return Ok(()),
-            Err(_) => continue,
+        let first = match ready.take() {
+            Some(first) => first,
+            None => match tokio::time::timeout(GENERATION_CHECK, subscription.next()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => return Ok(()),
+                Err(_) => continue,
+            },
         };
         let mut batch = vec![first?];
         let deadline = tokio::time::Instant::now() + config.batch_wait;
@@ -269,8 +285,8 @@ pub async fn run_projection(
         if !skipped.is_empty() {
             batch.retain(|event| !skipped.contains(&event.position));
         }
-        match writer.write(position, to, &batch).await {
-            Ok(()) => {}
+        let mut checkpoint = match writer.write(position, to, &batch).await {
+            Ok(checkpoint) => checkpoint,
             Err(RunnerError::Poison(error)) => {
                 let message = error.to_string();
                 tracing::error!(projection = %name, generation, error = %message, "projection_stopped");
@@ -279,15 +295,20 @@ pub async fn run_projection(
                 return Err(RunnerError::Poison(error));
             }
             Err(other) => return Err(other),
-        }
+        };
         position = to;
+        // Settled unless the next batch follows at once: before any wait, and at the end of a bounded run.
+        ready = subscription.next_ready();
+        if ready.is_none() || until.is_some_and(|until| to >= until) {
+            checkpoint = writer.settle().await?.unwrap_or(checkpoint);
+        }
         let head = log.watch_head().borrow().to_owned().max(to);
         let newest = batch.last().map(|event| event.recorded_at);
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
         status.send_modify(|s| {
-            s.checkpoint = to;
+            s.checkpoint = checkpoint;
             s.head = head;
-            s.lag_events = head.saturating_sub(to);
+            s.lag_events = head.saturating_sub(checkpoint);
             s.lag_seconds = if s.lag_events == 0 {
                 0.0
             } else {

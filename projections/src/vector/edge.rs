@@ -1,8 +1,9 @@
 //! The embedded vector index: qdrant-edge (the in-process Qdrant engine), one shard directory per collection under
 //! `<data dir>/vectors/`.
 //!
-//! qdrant-edge's API blocks, so every call runs on tokio's blocking pool. Writes are followed by a flush of the
-//! segments before `apply` returns, because 0.7.2 does not replay its WAL on load (the vendored copy no longer writes
+//! qdrant-edge's API blocks, so reads run on tokio's blocking pool and writes on a thread per collection that applies
+//! them in the order they were queued ([`queue`]). Writes are followed by a flush of the segments before `apply`
+//! returns, because 0.7.2 does not replay its WAL on load (the vendored copy no longer writes
 //! it: vendor/README.md): only flushed segments survive a crash, and the projection moves its checkpoint only after
 //! `apply` returns. The HNSW graph is built by `optimize()`, which blocks for long on large collections; it runs on
 //! its own thread, at most one per collection, whenever the points not yet covered by the graph grow past a
@@ -30,12 +31,14 @@ use qdrant_edge::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::vector::index::{CollectionSpec, IndexError, IndexOp, StoredPoint, VectorIndex};
+use crate::vector::index::{CollectionSpec, IndexError, IndexOp, Queued, StoredPoint, VectorIndex, WriteChain};
 use crate::vector::names::{DENSE, SPARSE};
 use crate::vector::search::{PointFilter, SearchHit, SearchQuery};
 use crate::vector::{ChunkPoint, SparseVector};
 
+mod queue;
 mod settings;
+use queue::WriteQueue;
 use settings::{
     BULK_SEAL_POINTS, BULK_SEGMENT_NUMBER, SERVING_SEGMENT_NUMBER, bulk_optimizers, dense_hnsw, serving_optimizers,
 };
@@ -48,8 +51,8 @@ struct Collection {
     optimizing: AtomicBool,
     written_since_optimize: Mutex<usize>,
     bulk: AtomicBool,
-    /// Writes applied without a flush since the last one.
-    unflushed: AtomicBool,
+    /// Applies the writes, in order.
+    queue: WriteQueue,
 }
 
 /// A shared handle on a shard that never lets qdrant-edge's flush-on-drop panic (see [`release`]).
@@ -171,7 +174,7 @@ impl EdgeIndex {
             optimizing: AtomicBool::new(false),
             written_since_optimize: Mutex::new(0),
             bulk: AtomicBool::new(bulk),
-            unflushed: AtomicBool::new(false),
+            queue: WriteQueue::new(name),
         });
         Arc::clone(self.lock().entry(name.to_owned()).or_insert(collection))
     }
@@ -231,35 +234,26 @@ impl EdgeIndex {
         blocking(name, move || collection.shard.optimize().map(|_| ()).map_err(|e| IndexError::engine(&owned, e))).await
     }
 
-    /// Applies `ops`, then flushes the shard when `flush`.
-    async fn write(&self, name: &str, ops: Vec<IndexOp>, flush: bool) -> Result<(), IndexError> {
-        if ops.is_empty() && !flush {
-            return Ok(());
-        }
+    /// Queues `ops` on the collection's write queue, then a flush of the shard when `flush`.
+    async fn write(
+        &self,
+        name: &str,
+        ops: Vec<IndexOp>,
+        flush: bool,
+        chain: Option<&WriteChain>,
+    ) -> Result<Queued, IndexError> {
         let collection = self.collection(name).await?;
-        // Nothing to write and nothing buffered to make durable.
-        if ops.is_empty() && !collection.unflushed.load(Ordering::SeqCst) {
-            return Ok(());
+        // Nothing to write and nothing queued to make durable.
+        if ops.is_empty() && !(flush && collection.queue.unflushed()) {
+            return Ok(Queued::ready(name, Ok(())));
         }
         let written: usize = ops.iter().map(|op| if let IndexOp::Upsert(points) = op { points.len() } else { 0 }).sum();
-        // Converted here, on the caller's thread: the blocking thread's updates are serialised by the shard, so it is
-        // the one to keep free (a rebuild folds its next part on this thread meanwhile).
+        // Converted here, on the caller's thread: the collection's writes are applied by one thread, so it is the
+        // one to keep free (a rebuild folds its next part on this thread meanwhile).
         let updates = ops.into_iter().map(|op| edge_update(name, op)).collect::<Result<Vec<_>, _>>()?;
-        let owned = name.to_owned();
-        let shard = collection.shard.clone();
-        blocking(name, move || {
-            for update in updates {
-                shard.update(update).map_err(|e| IndexError::engine(&owned, e))?;
-            }
-            if flush {
-                shard.flush();
-            }
-            Ok(())
-        })
-        .await?;
-        collection.unflushed.store(!flush, Ordering::SeqCst);
+        let queued = collection.queue.submit(collection.shard.clone(), updates, flush, chain)?;
         self.maybe_optimize(name, &collection, written);
-        Ok(())
+        Ok(queued)
     }
 
     /// Starts a background `optimize()` when enough points arrived since the last one started. At most one runs per
@@ -490,11 +484,15 @@ impl VectorIndex for EdgeIndex {
     }
 
     async fn apply(&self, name: &str, ops: Vec<IndexOp>) -> Result<(), IndexError> {
-        self.write(name, ops, true).await
+        self.write(name, ops, true, None).await?.applied().await
     }
 
-    async fn apply_buffered(&self, name: &str, ops: Vec<IndexOp>) -> Result<(), IndexError> {
-        self.write(name, ops, false).await
+    async fn apply_queued(&self, name: &str, ops: Vec<IndexOp>, chain: &WriteChain) -> Result<Queued, IndexError> {
+        self.write(name, ops, false, Some(chain)).await
+    }
+
+    async fn flush_queued(&self, name: &str, chain: &WriteChain) -> Result<Queued, IndexError> {
+        self.write(name, Vec::new(), true, Some(chain)).await
     }
 
     async fn search(&self, name: &str, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError> {

@@ -2,6 +2,9 @@
 //! verification. Implemented by qdrant-edge in process ([`crate::vector::edge`]) and a Qdrant server
 //! ([`crate::vector::server`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
 use dossier_events::document::Metadata;
 use serde_json::Value;
@@ -83,6 +86,60 @@ impl IndexError {
     }
 }
 
+/// Writes queued one after another for one purpose (a projection's batch): once one of them fails, those queued
+/// after it are not applied, so the index holds a prefix of them.
+#[derive(Clone, Debug, Default)]
+pub struct WriteChain(Arc<AtomicBool>);
+
+impl WriteChain {
+    /// Whether a write of the chain failed.
+    pub fn is_broken(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Marks the chain failed: its writes not applied yet never will be.
+    pub fn break_off(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// The outcome of a write queued on this chain: a failure breaks it.
+    pub fn record(&self, outcome: Result<(), IndexError>) -> Result<(), IndexError> {
+        if outcome.is_err() {
+            self.break_off();
+        }
+        outcome
+    }
+
+    /// The error of a write skipped because an earlier one of its chain failed.
+    pub fn skipped(collection: &str) -> IndexError {
+        IndexError::engine(collection, "not applied: an earlier write queued with it failed")
+    }
+}
+
+/// A queued write: reports whether it was applied once it was (or was not).
+#[derive(Debug)]
+pub struct Queued(tokio::sync::oneshot::Receiver<Result<(), IndexError>>, String);
+
+impl Queued {
+    /// A write whose outcome is known already.
+    pub fn ready(collection: &str, outcome: Result<(), IndexError>) -> Self {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let _ = sender.send(outcome);
+        Self(receiver, collection.to_owned())
+    }
+
+    /// A write whose outcome `receiver` will report.
+    pub fn pending(collection: &str, receiver: tokio::sync::oneshot::Receiver<Result<(), IndexError>>) -> Self {
+        Self(receiver, collection.to_owned())
+    }
+
+    /// Waits until the write was applied (or failed, or was skipped).
+    pub async fn applied(self) -> Result<(), IndexError> {
+        let Self(receiver, collection) = self;
+        receiver.await.unwrap_or_else(|_| Err(IndexError::engine(&collection, "the index's writer stopped")))
+    }
+}
+
 /// A vector index backend.
 #[async_trait]
 pub trait VectorIndex: Send + Sync + 'static {
@@ -101,10 +158,27 @@ pub trait VectorIndex: Send + Sync + 'static {
     /// Applies the writes in order and makes them durable before returning.
     async fn apply(&self, collection: &str, ops: Vec<IndexOp>) -> Result<(), IndexError>;
 
-    /// Applies the writes in order, searchable when it returns but durable only once a later
-    /// [`apply`](Self::apply) to the same collection returns (it makes everything before it durable too).
-    async fn apply_buffered(&self, collection: &str, ops: Vec<IndexOp>) -> Result<(), IndexError> {
-        self.apply(collection, ops).await
+    /// Queues the writes behind the collection's earlier ones and returns without waiting for them to be applied
+    /// (the [`Queued`] tells when they are, and whether they were). Once applied they are searchable, but durable only
+    /// once a later [`apply`](Self::apply) to the same collection returns (it makes everything before it durable too).
+    /// Skipped when an earlier write of `chain` failed. By default, applied (durably) before this returns.
+    async fn apply_queued(
+        &self,
+        collection: &str,
+        ops: Vec<IndexOp>,
+        chain: &WriteChain,
+    ) -> Result<Queued, IndexError> {
+        let outcome =
+            if chain.is_broken() { Err(WriteChain::skipped(collection)) } else { self.apply(collection, ops).await };
+        Ok(Queued::ready(collection, chain.record(outcome)))
+    }
+
+    /// Queues a flush behind the collection's queued writes: once it is applied, everything queued before it is
+    /// durable. Skipped when a write of `chain` failed. By default there is nothing to flush (writes are durable
+    /// when applied).
+    async fn flush_queued(&self, collection: &str, chain: &WriteChain) -> Result<Queued, IndexError> {
+        let outcome = if chain.is_broken() { Err(WriteChain::skipped(collection)) } else { Ok(()) };
+        Ok(Queued::ready(collection, outcome))
     }
 
     /// Searches a collection.

@@ -24,7 +24,7 @@ pub mod verify;
 
 pub use bm25::{Bm25, Bm25Params, SparseVector};
 pub use fold::{IndexPlan, VectorFold};
-pub use index::{CollectionSpec, IndexError, IndexOp, StoredPoint, VectorIndex};
+pub use index::{CollectionSpec, IndexError, IndexOp, Queued, StoredPoint, VectorIndex, WriteChain};
 pub use point::{ChunkPoint, point_id};
 pub use projection::{VECTOR_INDEX, VectorProjection};
 pub use search::{MetadataFilter, SearchHit, SearchMode, SearchQuery};

@@ -4,7 +4,7 @@
 //! A batch's writes go to the collection first and the checkpoint moves after they are durable, so a crash between
 //! the two replays the batch, whose writes are idempotent: each event takes effect once.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,7 +13,7 @@ use dossier_events::{EventStore, RecordedEvent};
 use crate::read_model::{ReadModelError, ReadModelStore};
 use crate::runner::{BatchWriter, Projection, RunnerError};
 use crate::vector::fold::FoldError;
-use crate::vector::{Bm25, EmbeddingConfig, IndexOp, VectorFold, VectorIndex};
+use crate::vector::{Bm25, EmbeddingConfig, Queued, VectorFold, VectorIndex, WriteChain};
 
 /// The vector index's projection name (its checkpoints carry the configuration too; see [`VectorProjection::name`]).
 pub const VECTOR_INDEX: &str = "vector_index";
@@ -97,6 +97,7 @@ impl Projection for VectorProjection {
             index: Arc::clone(&self.index),
             generations: Arc::clone(&self.generations),
             fold: VectorFold::new(self.config.clone(), Arc::clone(&self.bm25)).with_skipped(skipped),
+            unsettled: None,
         })
     }
 
@@ -121,55 +122,97 @@ struct VectorWriter {
     index: Arc<dyn VectorIndex>,
     generations: Arc<dyn ReadModelStore>,
     fold: VectorFold,
+    /// The last batch, applied or being applied, whose checkpoint has not moved yet (see [`BatchWriter::settle`]).
+    unsettled: Option<Unsettled>,
 }
 
-/// A batch is folded and applied in parts of this many events, so that folding one part (tokenising and BM25, on
-/// this task) overlaps applying the previous one (on the blocking pool).
+/// A batch whose writes and flush are queued, and the checkpoint move that waits for them.
+struct Unsettled {
+    from: u64,
+    to: u64,
+    parts: VecDeque<Queued>,
+    flush: Queued,
+}
+
+/// A batch is folded and applied in parts of this many events, so that folding the next parts (tokenising and BM25,
+/// on this task) overlaps applying the earlier ones (on the index's writer).
 const PART_EVENTS: usize = 500;
+
+/// Parts folded ahead of the index's writer at most (each holds about 50 points with their vectors).
+const PARTS_AHEAD: usize = 8;
 
 #[async_trait]
 impl BatchWriter for VectorWriter {
-    async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<(), RunnerError> {
+    /// Folds the batch and queues its writes and a flush on the index, then moves the checkpoint of the batch before
+    /// it (whose flush is done by then, or nearly) and returns: this batch's checkpoint moves with the next batch or
+    /// at [`settle`](BatchWriter::settle). The index's writer so goes from one batch to the next without waiting for
+    /// the flush, the commit, or the runner.
+    async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<u64, RunnerError> {
         let started = std::time::Instant::now();
-        let Self { fold, log, index, collection, .. } = self;
         let mut fold_time = std::time::Duration::ZERO;
-        // Ops are applied in the order their parts were folded; the checkpoint moves only after the last one. A part
-        // that fails to fold (a poison event) leaves the parts before it applied: a prefix of the log, each event whole,
-        // which the replay from the unmoved checkpoint writes again, unchanged (every op is idempotent).
-        let mut folded: Option<Vec<IndexOp>> = None;
+        // Parts are queued in the order they were folded; the checkpoint moves only after the last one was applied
+        // and flushed. A part that fails to fold (a poison event), or to apply, leaves the parts before it applied
+        // and none after it (the chain): a prefix of the log, each event whole, which the replay from the unmoved
+        // checkpoint writes again, unchanged (every op is idempotent).
+        let chain = WriteChain::default();
+        let mut parts: VecDeque<Queued> = VecDeque::new();
         for part in batch.chunks(PART_EVENTS) {
-            let fold_part = async {
-                let part_started = std::time::Instant::now();
-                let ops = fold.fold(log.as_ref(), part).await.map_err(fold_error);
-                (ops, part_started.elapsed())
-            };
-            let ((ops, took), applied) = match folded.take() {
-                Some(previous) => {
-                    // Durable with the last part's `apply`, before the checkpoint moves. `join!` polls in order: the
-                    // apply goes first, so it is on the blocking pool before the fold (which does not yield while
-                    // it tokenises) takes this thread; the other way round, the two ran one after the other.
-                    let (applied, fold_result) = tokio::join!(index.apply_buffered(collection, previous), fold_part);
-                    (fold_result, applied)
+            let part_started = std::time::Instant::now();
+            let folded = self.fold.fold(self.log.as_ref(), part).await;
+            fold_time += part_started.elapsed();
+            let ops = match folded {
+                Ok(ops) => ops,
+                Err(error) => {
+                    // What came before it in the log settles first (its failure would be the one to report).
+                    self.settle().await?;
+                    for earlier in parts {
+                        earlier.applied().await?;
+                    }
+                    return Err(fold_error(error));
                 }
-                None => (fold_part.await, Ok(())),
             };
-            applied?;
-            fold_time += took;
-            folded = Some(ops?);
+            parts.push_back(self.index.apply_queued(&self.collection, ops, &chain).await?);
+            // The previous batch's parts were queued before these, so only this batch's can be pending here.
+            while parts.len() > PARTS_AHEAD {
+                if let Some(oldest) = parts.pop_front() {
+                    oldest.applied().await?;
+                }
+            }
         }
-        if let Some(last) = folded {
-            index.apply(collection, last).await?;
+        let flush = self.index.flush_queued(&self.collection, &chain).await?;
+        let folded = started.elapsed();
+        let previous = self.unsettled.replace(Unsettled { from, to, parts, flush });
+        if let Some(previous) = previous {
+            self.commit(previous).await?;
         }
-        let applied = started.elapsed();
-        self.generations.commit(&self.name, self.generation, from, to, &[]).await?;
         tracing::debug!(
             events = batch.len(),
             fold_ms = fold_time.as_secs_f64() * 1e3,
-            fold_and_apply_ms = applied.as_secs_f64() * 1e3,
-            commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
+            queue_ms = folded.as_secs_f64() * 1e3,
+            settle_previous_ms = (started.elapsed() - folded).as_secs_f64() * 1e3,
             "vector_batch_written"
         );
-        Ok(())
+        Ok(from)
+    }
+
+    async fn settle(&mut self) -> Result<Option<u64>, RunnerError> {
+        match self.unsettled.take() {
+            Some(unsettled) => self.commit(unsettled).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl VectorWriter {
+    /// Waits for a batch's writes and flush, then moves its checkpoint; returns it.
+    async fn commit(&mut self, batch: Unsettled) -> Result<u64, RunnerError> {
+        let Unsettled { from, to, parts, flush } = batch;
+        for part in parts {
+            part.applied().await?;
+        }
+        flush.applied().await?;
+        self.generations.commit(&self.name, self.generation, from, to, &[]).await?;
+        Ok(to)
     }
 }
 

@@ -189,6 +189,18 @@ impl EdgeShard {
     }
 }
 
+impl EdgeShard {
+    /// dossier patch: flushes like [`EdgeShard::flush`], but writes the files without holding the segments' locks
+    /// (qdrant's background flush: the flushers are taken under the locks, then run after they are released), so
+    /// updates from other threads go on meanwhile. Returns once the files are written. Everything applied before the
+    /// call is durable then; updates that ran during it may be partly written too, which a replay of them repairs.
+    pub fn flush_concurrently(&self) -> crate::segment::common::operation_error::OperationResult<()> {
+        let segments = self.segments.read();
+        segments.flush_all(false, true)?;
+        segments.wait_background_flush()
+    }
+}
+
 impl Drop for EdgeShard {
     fn drop(&mut self) {
         self.flush();

@@ -146,6 +146,12 @@ impl SegmentHolder {
         final_order
     }
 
+    /// dossier patch: waits for the background flush started by `flush_all(false, _)`, if one runs, and returns its
+    /// outcome.
+    pub fn wait_background_flush(&self) -> OperationResult<()> {
+        self.lock_flushing().map(|_| ())
+    }
+
     // Joins flush thread if exists
     // Returns lock to guarantee that there will be no other flush in a different thread
     pub(super) fn lock_flushing(
