@@ -43,7 +43,7 @@ impl Default for RunnerConfig {
 }
 
 /// Events per batch of a rebuild ([`RunnerConfig::rebuild`]).
-pub const REBUILD_BATCH_SIZE: usize = 20_000;
+pub const REBUILD_BATCH_SIZE: usize = 50_000;
 
 impl RunnerConfig {
     /// The batching of a rebuild (the command, the API route and `bench rebuild` alike): large batches, because
