@@ -2,10 +2,10 @@
 //! `<data dir>/vectors/`.
 //!
 //! qdrant-edge's API blocks, so reads run on tokio's blocking pool and writes on a thread per collection that applies
-//! them in the order they were queued ([`queue`]). Writes are followed by a flush of the segments before `apply`
-//! returns, because 0.7.2 does not replay its WAL on load (the vendored copy no longer writes
-//! it: vendor/README.md): only flushed segments survive a crash, and the projection moves its checkpoint only after
-//! `apply` returns. The HNSW graph is built by `optimize()`, which blocks for long on large collections; it runs on
+//! them in the order they were queued ([`queue`]). `apply` returns after a flush of the segments, and a queued flush
+//! reports when it is done, because 0.7.2 does not replay its WAL on load (the vendored copy no longer writes it:
+//! vendor/README.md): only flushed segments survive a crash, and the projection moves a batch's checkpoint only once
+//! the flush queued after its writes is done (ADR 0014). The HNSW graph is built by `optimize()`, which blocks for long on large collections; it runs on
 //! its own thread, at most one per collection, whenever the points not yet covered by the graph grow past a
 //! threshold, while reads and writes continue.
 //!
