@@ -5,9 +5,9 @@
 //! them in the order they were queued ([`queue`]). `apply` returns after a flush of the segments, and a queued flush
 //! reports when it is done, because 0.7.2 does not replay its WAL on load (the vendored copy no longer writes it:
 //! vendor/README.md): only flushed segments survive a crash, and the projection moves a batch's checkpoint only once
-//! the flush queued after its writes is done (ADR 0014). The HNSW graph is built by `optimize()`, which blocks for long on large collections; it runs on
-//! its own thread, at most one per collection, whenever the points not yet covered by the graph grow past a
-//! threshold, while reads and writes continue.
+//! the flush queued after its writes is done (ADR 0014). The HNSW graph is built by `optimize()`, which blocks for
+//! long on large collections; it runs on its own thread, at most one per collection, whenever the points not yet
+//! covered by the graph grow past a threshold, while reads and writes continue.
 //!
 //! **Bulk loading** (a rebuild's new generation, not searched yet): no HNSW graph (`m = 0`) and no background
 //! `optimize()` at all while it fills, so the points go into one appendable segment and the graph build, the sealing
