@@ -524,18 +524,31 @@ async fn projection_indexes_ready_documents_and_leaves_no_orphans(backend: Backe
     assert!(stored.iter().all(|p| p.dense.is_some()), "every point carries its dense vector");
 }
 
+/// Uploads each (filename, text), then waits for each document to be ready or failed.
+async fn upload_and_settle(
+    runtime: &Runtime,
+    files: impl Iterator<Item = (String, String)>,
+) -> Vec<(Uuid, DocumentStatus)> {
+    let mut ids = Vec::new();
+    for (name, text) in files {
+        ids.push(runtime.upload(upload(&name, text.as_bytes())).await.expect("upload").document_id);
+    }
+    let mut settled = Vec::new();
+    for id in ids {
+        settled.push((id, settle(runtime, id).await));
+    }
+    settled
+}
+
 async fn a_following_vector_runner_moves_its_checkpoint_to_the_head_once_caught_up(backend: Backend) {
     // The vector writer moves a batch's checkpoint with the next batch (so the index's writer never waits for a
     // flush); a runner that has caught up must still settle the last one, or it would stay a batch behind.
     let fixture = Fixture::new(backend).await;
     let runtime = fixture.runtime().await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let text = format!("Heron number {i} waits in the reeds for fish. ").repeat(12);
-        ids.push(runtime.upload(upload(&format!("heron-{i}.txt"), text.as_bytes())).await.expect("upload").document_id);
-    }
-    for id in &ids {
-        assert_eq!(settle(&runtime, *id).await, DocumentStatus::Ready);
+    let herons = (0..3)
+        .map(|i| (format!("heron-{i}.txt"), format!("Heron number {i} waits in the reeds for fish. ").repeat(12)));
+    for (_, status) in upload_and_settle(&runtime, herons).await {
+        assert_eq!(status, DocumentStatus::Ready);
     }
     runtime.shutdown();
     let head = fixture.log.head_position().await.expect("head");
@@ -621,14 +634,8 @@ async fn vectors_of_the_wrong_length_stop_the_projection_naming_the_document(bac
 async fn vector_rebuild_while_writer_appends_equals_a_fresh_replay(backend: Backend) {
     let fixture = Fixture::new(backend).await;
     let runtime = fixture.runtime().await;
-    let mut seeded = Vec::new();
-    for i in 0..20 {
-        let text = format!("seed document {i} about lanterns ").repeat(30);
-        seeded.push(runtime.upload(upload(&format!("seed-{i}.txt"), text.as_bytes())).await.expect("seed").document_id);
-    }
-    for id in &seeded {
-        settle(&runtime, *id).await;
-    }
+    let seeds = (0..20).map(|i| (format!("seed-{i}.txt"), format!("seed document {i} about lanterns ").repeat(30)));
+    let seeded: Vec<Uuid> = upload_and_settle(&runtime, seeds).await.into_iter().map(|(id, _)| id).collect();
     let projection: Arc<dyn Projection> = fixture.projection.clone();
     let live = spawn_live_runner(Arc::clone(&fixture.log), Arc::clone(&projection));
     let writer = spawn_writer(&runtime, 30);
