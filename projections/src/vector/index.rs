@@ -98,7 +98,7 @@ impl WriteChain {
     }
 
     /// Marks the chain failed: its writes not applied yet never will be.
-    pub fn break_off(&self) {
+    fn break_off(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 
