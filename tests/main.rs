@@ -1,6 +1,7 @@
 //! dossier's integration tests, compiled into one binary.
 
 mod api;
+mod background;
 mod cli;
 mod embed;
 mod eval_harness;

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod background;
 pub mod read_model;
 pub mod rebuild;
 pub mod runner;

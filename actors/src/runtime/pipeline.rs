@@ -230,9 +230,13 @@ impl Pipeline {
     }
 }
 
-/// Runs blocking work on tokio's blocking pool; a panic there is a transient failure of the attempt.
+/// Runs blocking work on the background runtime's blocking pool (below the requests' priority; see
+/// [`dossier_projections::background`]); a panic there is a transient failure of the attempt.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StageError> + Send + 'static,
 ) -> Result<T, StageError> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|error| Err(StageError::transient(error.to_string())))
+    dossier_projections::background::runtime()
+        .spawn_blocking(work)
+        .await
+        .unwrap_or_else(|error| Err(StageError::transient(error.to_string())))
 }

@@ -92,7 +92,8 @@ impl Actor for ProjectionActor {
                 let (log, projection) = (Arc::clone(&args.log), Arc::clone(&args.projection));
                 let (config, status) = (args.config, args.status.clone());
                 let reply = myself.clone();
-                state.task = Some(tokio::spawn(async move {
+                // On the background runtime: a projection catching up takes the idle time, not the requests'.
+                state.task = Some(dossier_projections::background::runtime().spawn(async move {
                     let outcome = async {
                         let generation = projection
                             .generations()

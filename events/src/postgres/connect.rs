@@ -3,7 +3,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Connect, Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::future::BoxFuture;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::error::{StoreError, StoreResult};
@@ -67,10 +68,48 @@ pub fn cause(error: &tokio_postgres::Error) -> String {
     text
 }
 
-/// The pool that reads are served from: `size` connections kept, up to `size + overflow` under load.
+/// Opens a pool's connections on one runtime: the one that built the pool (a connection is driven by a task on the
+/// runtime that opened it, so a connection first needed by a background task would otherwise be served at the
+/// background's priority for as long as the pool keeps it).
+struct OnRuntime(tokio::runtime::Handle);
+
+impl Connect for OnRuntime {
+    fn connect(
+        &self,
+        config: &Config,
+    ) -> BoxFuture<'_, Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>> {
+        let config = config.clone();
+        let opened = self.0.spawn(open(config.clone()));
+        Box::pin(async move {
+            match opened.await {
+                Ok(outcome) => outcome,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                // That runtime is shutting down: open it here instead.
+                Err(_) => open(config).await,
+            }
+        })
+    }
+}
+
+/// Opens a connection and drives it on a task of the current runtime.
+async fn open(config: Config) -> Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(error = %error, "postgres_connection_error");
+        }
+    });
+    Ok((client, driver))
+}
+
+/// The pool that reads are served from: `size` connections kept, up to `size + overflow` under load. Its connections
+/// are opened on the calling runtime, whichever task asks for one.
 pub fn pool(config: &Config, size: usize, overflow: usize) -> StoreResult<Pool> {
-    let manager =
-        Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_connect(
+        config.clone(),
+        OnRuntime(tokio::runtime::Handle::current()),
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
     let pool = Pool::builder(manager)
         .max_size((size + overflow).max(1))
         .build()

@@ -4,6 +4,7 @@
 //! each on a connection taken from a small pool, concurrently with the writer (WAL readers never block it). At most
 //! [`READERS`] reads run at once; the others wait for a connection rather than open one.
 
+mod checkpoint;
 mod file;
 mod writer;
 
@@ -138,8 +139,13 @@ impl SqliteStore {
         let head_sender = Arc::new(head_sender);
         let head_hints = Arc::downgrade(&head_sender);
         let (queue_sender, queue_receiver) = mpsc::channel(QUEUE_DEPTH);
+        connection
+            .pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)
+            .map_err(|error| StoreError::database(format!("{}: setting wal_autocheckpoint", path.display()), error))?;
+        let checkpointer = checkpoint::start(&path)?;
         let writer = writer::Writer {
             connection,
+            checkpointer,
             path: path.clone(),
             queue: queue_receiver,
             head: head_sender,

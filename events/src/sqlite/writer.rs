@@ -22,6 +22,8 @@ const MAX_BATCH_EVENTS: usize = 4_096;
 
 pub(crate) struct Writer {
     pub connection: Connection,
+    /// Told after each commit (see [`super::checkpoint`]).
+    pub checkpointer: super::checkpoint::Nudge,
     pub path: PathBuf,
     pub queue: mpsc::Receiver<Submission>,
     pub head: Arc<watch::Sender<u64>>,
@@ -51,6 +53,7 @@ impl Writer {
                 Ok(committed) => {
                     if committed.events > 0 {
                         crate::head::advance(&self.head, committed.head);
+                        self.checkpointer.committed();
                     }
                     batch::reply_all(batch, committed.results);
                 }
@@ -68,7 +71,8 @@ impl Writer {
         let fail = |error: rusqlite::Error| StoreError::database(format!("{location}: appending"), error);
         let transaction = self.connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
         let head: i64 = transaction
-            .query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| row.get(0))
+            .prepare_cached("SELECT coalesce(max(position), 0) FROM events")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
             .map_err(fail)?;
         let mut heads = HashMap::new();
         let mut known = HashMap::new();

@@ -92,6 +92,8 @@ fn run(name: &str, jobs: &mpsc::Receiver<Job>, flushed: &Arc<AtomicU64>) {
     let flusher = {
         let (name, flushed) = (name.to_owned(), Arc::clone(flushed));
         std::thread::Builder::new().name("edge-flush".into()).spawn(move || {
+            // qdrant's `background_flush` threads, started from this one, inherit the priority.
+            crate::background::lower_priority();
             for job in flush_jobs {
                 flush(&name, &flushed, job);
             }
