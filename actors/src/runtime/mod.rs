@@ -108,6 +108,10 @@ pub struct UploadOutcome {
     pub deduplicated: bool,
 }
 
+/// Uploads up to this size are hashed on the calling task (tens of microseconds of SHA-256), larger ones on the
+/// blocking pool.
+const INLINE_HASH_BYTES: usize = 64 * 1024;
+
 /// A handle to the running supervision tree; cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
@@ -209,13 +213,22 @@ impl Runtime {
             )));
         }
         let tenant = request.event_metadata.tenant_id.clone();
-        let (bytes, sha256) = tokio::task::spawn_blocking(move || {
+        let digest = |bytes: &[u8]| {
             use sha2::Digest;
-            let digest = hex::encode(sha2::Sha256::digest(&request.bytes));
-            (request.bytes, digest)
-        })
-        .await
-        .map_err(|error| CommandError::Unavailable(error.to_string()))?;
+            hex::encode(sha2::Sha256::digest(bytes))
+        };
+        // A small file is hashed here (microseconds); a large one on the blocking pool, off the runtime's workers.
+        let (bytes, sha256) = if request.bytes.len() <= INLINE_HASH_BYTES {
+            let sha256 = digest(&request.bytes);
+            (request.bytes, sha256)
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let sha256 = digest(&request.bytes);
+                (request.bytes, sha256)
+            })
+            .await
+            .map_err(|error| CommandError::Unavailable(error.to_string()))?
+        };
         if self.config.deduplicate
             && let Some(existing) = self.known_upload(&tenant, &sha256)
             && let Some(snapshot) = self.snapshot(existing).await?
