@@ -2,7 +2,9 @@
 //!
 //! Threading: one writer thread owns the write connection (see `writer.rs`); reads run on tokio's blocking pool,
 //! each on a connection taken from a small pool, concurrently with the writer (WAL readers never block it). At most
-//! [`READERS`] reads run at once; the others wait for a connection rather than open one.
+//! [`READERS`] reads run at once; the others wait for a connection rather than open one. A checkpointer thread with
+//! its own connection copies the WAL into the database file after commits (see `checkpoint.rs`), so the writer
+//! does not stop appending to do it.
 
 mod checkpoint;
 mod file;
