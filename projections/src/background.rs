@@ -41,6 +41,8 @@ pub fn runtime() -> &'static tokio::runtime::Handle {
                 .on_thread_start(lower_priority)
                 .enable_all()
                 .build()
+                // Building fails only when the OS refuses threads or an event fd; then nothing could run anyway. The
+                // panic names the cause, and in an actor's handler it becomes that actor's failure, supervised.
                 .unwrap_or_else(|error| panic!("cannot start the background runtime: {error}"))
         })
         .handle()
