@@ -4,9 +4,10 @@
 //! SQLite checkpoints on the connection whose commit takes the WAL past `wal_autocheckpoint` pages: that was the
 //! writer, which then held every waiting append for the time of the copy and the database file's fsync (measured
 //! with `bench api`, where appends from uploads and the pipeline never stop: a checkpoint every half second or so,
-//! a twelfth of the writer's time, and the uploads' slowest responses). Here a PASSIVE checkpoint runs on its own
-//! connection a moment after commits, alongside the writer and the readers; the writer's own automatic checkpoint
-//! stays as a backstop at [`WRITER_AUTOCHECKPOINT_PAGES`], should this thread fall behind.
+//! a twelfth of the writer's time; its effect on the uploads' figures was within the machine's noise). Here a
+//! PASSIVE checkpoint runs on its own connection a moment after commits, alongside the writer and the readers; the
+//! writer's own automatic checkpoint stays as a backstop at [`WRITER_AUTOCHECKPOINT_PAGES`], should this thread
+//! fall behind.
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
