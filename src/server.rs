@@ -184,7 +184,8 @@ impl Application {
         // Followed from the head as of now, before the first request can append.
         let head = services.store.head_position().await?;
         let live = LiveFeed::start(Arc::clone(&services.store), head, shutdown_watch.clone());
-        tokio::spawn(observe_log(Arc::clone(&live), head, Arc::clone(&metrics)));
+        // Counting events for /metrics is background work too.
+        dossier_projections::background::runtime().spawn(observe_log(Arc::clone(&live), head, Arc::clone(&metrics)));
         if let Some(fanout) = services.coordination.fanout {
             fanout.start(Arc::clone(&services.store), Arc::clone(&metrics), shutdown_watch.clone());
         }

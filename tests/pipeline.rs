@@ -13,10 +13,13 @@ use dossier_events::{EventMetadata, EventStore, StreamId};
 use uuid::Uuid;
 
 use crate::contract_tests;
+use crate::support::counting_store::CountingStore;
 use crate::support::{Backend, Scratch};
 
 contract_tests!(
     upload_markdown_reaches_ready_through_each_stage_once,
+    upload_of_a_new_document_reads_no_stream_and_tells_when_it_was_recorded,
+    upload_command_for_an_existing_document_is_rejected_by_a_fresh_actor,
     upload_same_bytes_twice_returns_existing_document,
     upload_empty_oversized_or_badly_named_is_rejected_and_writes_nothing,
     upload_unparseable_file_fails_at_once_with_recorded_reason,
@@ -83,6 +86,55 @@ async fn upload_markdown_reaches_ready_through_each_stage_once(backend: Backend)
     assert!(events.iter().all(|e| e.metadata.correlation_id == events[0].metadata.correlation_id));
     assert_eq!(events[1].metadata.actor, "system:pipeline");
     assert_eq!(events[1].metadata.causation_id, events[0].event_id);
+    runtime.shutdown();
+}
+
+async fn upload_of_a_new_document_reads_no_stream_and_tells_when_it_was_recorded(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let inner = scratch.open().await;
+    let store = Arc::new(CountingStore::new(Arc::clone(&inner)));
+    let runtime = Runtime::start(Arc::clone(&store) as Arc<dyn EventStore>, config(&scratch)).await.expect("runtime");
+    let before = store.stream_reads();
+    let outcome = runtime.upload(upload("notes.md", MARKDOWN.as_bytes())).await.expect("upload");
+    assert_eq!(store.stream_reads(), before, "the new document's actor read its (empty) stream");
+    let events = inner.read_stream(&StreamId::for_document(outcome.document_id), 1, 10).await.expect("read");
+    let recorded = outcome.recorded.expect("the outcome tells when the upload was recorded");
+    assert_eq!((recorded.first, recorded.last), (events[0].recorded_at, events[0].recorded_at));
+    assert_eq!(outcome.state.version, 1);
+    assert_eq!(settle(&runtime, outcome.document_id).await, DocumentStatus::Ready);
+    runtime.shutdown();
+}
+
+async fn upload_command_for_an_existing_document_is_rejected_by_a_fresh_actor(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let store = scratch.open().await;
+    let runtime = Runtime::start(Arc::clone(&store), config(&scratch)).await.expect("runtime");
+    let existing = runtime.upload(upload("notes.md", MARKDOWN.as_bytes())).await.expect("upload");
+    assert_eq!(settle(&runtime, existing.document_id).await, DocumentStatus::Ready);
+    runtime.shutdown();
+    // A new runtime has no actor for the document; an upload command starts one that skips reading the stream,
+    // and the append's expected version (no stream) is what refuses it.
+    let runtime = Runtime::start(Arc::clone(&store), config(&scratch)).await.expect("runtime");
+    let command = DocumentCommand::Upload {
+        document_id: existing.document_id,
+        filename: "again.md".into(),
+        media_type: "text/markdown".into(),
+        blob: existing.state.blob.clone().expect("blob"),
+        metadata: serde_json::Map::new(),
+    };
+    let metadata = EventMetadata::new("tenant-a", "alice");
+    let request = CommandRequest { document_id: existing.document_id, command, metadata, expected_version: None };
+    let refused = runtime.execute(request).await;
+    assert!(
+        matches!(refused, Err(CommandError::Rejected(DocumentError::AlreadyExists { document_id })) if document_id == existing.document_id),
+        "{refused:?}"
+    );
+    let types = event_types(store.as_ref(), existing.document_id).await;
+    assert_eq!(types, ["DocumentUploaded", "DocumentParsed", "DocumentChunked", "DocumentReady"]);
+    // The actor now holds the stream as it is.
+    let snapshot = runtime.snapshot(existing.document_id).await.expect("snapshot").expect("exists");
+    assert_eq!(snapshot.state.status, Some(DocumentStatus::Ready));
+    assert_eq!(snapshot.state.version, 4);
     runtime.shutdown();
 }
 

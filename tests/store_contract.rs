@@ -313,7 +313,9 @@ async fn idempotency_key_reused_after_restart_returns_original_outcome(backend: 
     retry_metadata.request_id = "retry".into();
     let retry = store.append(&a, ExpectedVersion::NoStream, vec![event(1)], retry_metadata).await.expect("retry");
     assert!(retry.replayed);
-    assert_eq!(retry, dossier_events::AppendOutcome { replayed: true, ..original.clone() });
+    assert_eq!(retry, dossier_events::AppendOutcome { replayed: true, recorded_at: None, ..original.clone() });
+    let recorded = store.read_stream(&a, 1, 1).await.expect("read");
+    assert_eq!(original.recorded_at, Some(recorded[0].recorded_at), "the outcome tells when the event was recorded");
     assert_eq!(store.head_position().await.expect("head"), 1);
     let different = store.append(&a, ExpectedVersion::NoStream, vec![event(2)], keyed.clone()).await;
     assert!(matches!(different, Err(StoreError::IdempotencyMismatch { .. })), "{different:?}");

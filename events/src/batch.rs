@@ -195,7 +195,7 @@ pub(crate) fn plan<'a>(
         let scope = append.idempotency_scope();
         if let Some(record) = scope.as_ref().and_then(|scope| known.get(scope)) {
             plan.results.push(if record.request_hash == append.request_hash {
-                Ok(AppendOutcome { replayed: true, ..record.outcome.clone() })
+                Ok(AppendOutcome { replayed: true, recorded_at: None, ..record.outcome.clone() })
             } else {
                 Err(StoreError::IdempotencyMismatch { tenant: record.tenant_id.clone(), key: record.key.clone() })
             });
@@ -252,6 +252,7 @@ pub(crate) fn plan<'a>(
             first_position,
             last_position: plan.head,
             replayed: false,
+            recorded_at: Some(recorded_at),
         };
         if let Some(scope) = scope {
             let record = IdempotencyRecord {
@@ -380,6 +381,7 @@ pub(crate) fn idempotency_record(
             first_position: first_position as u64,
             last_position: last_position as u64,
             replayed: false,
+            recorded_at: None,
         },
     })
 }

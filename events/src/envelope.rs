@@ -317,6 +317,9 @@ pub struct AppendOutcome {
     pub last_position: u64,
     /// True when nothing was appended because the idempotency key had been used for this same request.
     pub replayed: bool,
+    /// When the appended events were recorded (their `recorded_at`); `None` on a replay, whose events tell.
+    #[serde(default)]
+    pub recorded_at: Option<OffsetDateTime>,
 }
 
 impl AppendOutcome {

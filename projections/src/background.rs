@@ -27,6 +27,21 @@ pub fn lower_priority() {
     }
 }
 
+/// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs only on a core nothing else wants, and yields
+/// it at once when a normal thread wakes (a niced thread keeps the core for the rest of its time slice). Threads
+/// it starts afterwards inherit the class. Best effort, as [`lower_priority`].
+pub fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: a system call on the calling thread (id 0) with a parameter that lives across the call.
+        let outcome = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if outcome != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "thread_priority_unchanged");
+        }
+    }
+}
+
 /// The process's background runtime: a multi-thread tokio runtime (a worker per core) whose workers and blocking
 /// threads run at [`BACKGROUND_NICE`]. Started on first use and kept for the life of the process.
 ///

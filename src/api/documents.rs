@@ -22,7 +22,7 @@ use crate::api::idempotency::{StoredResponse, fingerprint, run_once};
 use crate::api::request::ApiRequest;
 use crate::api::routes::PREFIX;
 use crate::api::upload;
-use crate::api::view::{DocumentView, Until, load};
+use crate::api::view::{DocumentView, Until, load, view};
 
 /// Largest page of a list.
 pub const MAX_LIMIT: u64 = 100;
@@ -72,9 +72,16 @@ pub async fn upload(context: &ApiContext, request: &ApiRequest) -> Result<warp::
         if !outcome.deduplicated {
             context.metrics.record_appended(1);
         }
-        let mut view =
-            load(context.store.as_ref(), &claims.tenant, outcome.document_id, Until::Version(outcome.state.version))
-                .await?;
+        // A new document's actor knows all there is to show; the existing one of a duplicate is read from the log.
+        let mut view = match outcome.recorded {
+            Some(recorded) if !outcome.deduplicated => {
+                view(outcome.document_id, &outcome.state, recorded.first, recorded.last)?
+            }
+            _ => {
+                let version = Until::Version(outcome.state.version);
+                load(context.store.as_ref(), &claims.tenant, outcome.document_id, version).await?
+            }
+        };
         view.deduplicated = Some(outcome.deduplicated);
         let status = if outcome.deduplicated { StatusCode::OK } else { StatusCode::ACCEPTED };
         tracing::info!(document_id = %view.id, deduplicated = outcome.deduplicated, "document_uploaded");

@@ -31,12 +31,13 @@ pub struct LiveFeed {
 }
 
 impl LiveFeed {
-    /// Starts following the log after `head` until `shutdown`.
+    /// Starts following the log after `head` until `shutdown`. The follower reads every event back, which no
+    /// request waits for, so it runs on the background runtime (below the requests' priority, ADR 0015).
     pub fn start(store: Arc<dyn EventStore>, head: u64, mut shutdown: watch::Receiver<bool>) -> Arc<Self> {
         let (sender, _) = broadcast::channel(BROADCAST_BUFFER);
         let feed = Arc::new(Self { store, sender, published: AtomicU64::new(head), clients: AtomicU64::new(0) });
         let follower = Arc::clone(&feed);
-        tokio::spawn(async move {
+        dossier_projections::background::runtime().spawn(async move {
             let mut events = Arc::clone(&follower.store).subscribe_all(head);
             loop {
                 tokio::select! {

@@ -127,7 +127,8 @@ fn includes(until: Until, event: &RecordedEvent) -> bool {
     }
 }
 
-fn view(
+/// The view of a document whose state is known, with when its first and last events were recorded.
+pub fn view(
     id: Uuid,
     state: &DocumentState,
     created_at: OffsetDateTime,

@@ -33,6 +33,13 @@ async fn upload_returns_202_with_location_etag_and_duplicate_returns_200_dedupli
     assert_eq!(answer.json["version"], json!(1));
     assert_eq!(answer.json["deduplicated"], json!(false));
     assert_eq!(answer.json["metadata"], json!({"source": "test"}));
+    // The 202 is built from the actor's state without reading the log back; it is the log's document all the same,
+    // field for field (timestamps included): its history at version 1.
+    let history = api.get(&format!("/documents/{id}/history?version=1"), &writer).await;
+    assert_eq!(history.status, 200, "{}", history.text);
+    let mut from_log = history.json.clone();
+    from_log["deduplicated"] = json!(false);
+    assert_eq!(answer.json, from_log);
     let again = api.upload_text(&writer, "copy.md", "# Notes\n\nSome text.").await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.json["id"], json!(id));

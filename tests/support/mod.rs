@@ -1,6 +1,7 @@
 //! Shared fixtures: scratch stores on each backend, and the dossier binary.
 
 pub mod api;
+pub mod counting_store;
 pub mod mock_ollama;
 pub mod naive_store;
 

@@ -98,6 +98,8 @@ impl EventStore for NaiveStore {
             first_position: first.0,
             last_position: last.0,
             replayed: false,
+            // The database's clock stamped the events; they tell.
+            recorded_at: None,
         })
     }
 

@@ -8,6 +8,8 @@
 
 mod pack;
 
+pub use pack::Lane;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +61,7 @@ pub const PACKED_MAX_BYTES: usize = 1 << 20;
 pub struct BlobStore {
     root: PathBuf,
     packs: Arc<pack::Packs>,
+    lane: Lane,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -71,7 +74,12 @@ impl BlobStore {
     /// A store rooted at `<data_dir>/blobs` (created on first write).
     pub fn new(data_dir: &Path) -> Self {
         let root = data_dir.join("blobs");
-        Self { packs: Arc::new(pack::Packs::new(root.join("packs"))), root }
+        Self { packs: Arc::new(pack::Packs::new(root.join("packs"))), root, lane: Lane::Requests }
+    }
+
+    /// The same store, packing small blobs in `lane` (a new store packs in [`Lane::Requests`]).
+    pub fn in_lane(&self, lane: Lane) -> Self {
+        Self { lane, ..self.clone() }
     }
 
     /// Where a digest's file lives.
@@ -93,7 +101,7 @@ impl BlobStore {
         }
         if bytes.len() <= PACKED_MAX_BYTES {
             // A no-op when a pack already holds the bytes.
-            self.packs.put(digest, bytes)?;
+            self.packs.put(digest, bytes, self.lane)?;
             return Ok(blob);
         }
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
@@ -179,6 +187,29 @@ mod tests {
             .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn each_lane_appends_to_a_pack_of_its_own_and_reads_every_pack() {
+        let (store, dir) = store();
+        let background = store.in_lane(Lane::Background);
+        let upload = store.put(b"uploaded bytes").unwrap();
+        let parsed = background.put(b"parsed text").unwrap();
+        let packs_now = packs(&dir);
+        assert_eq!(packs_now.len(), 2, "a pack per lane: {packs_now:?}");
+        assert_eq!(background.get(&upload.sha256).unwrap(), b"uploaded bytes");
+        assert_eq!(store.get(&parsed.sha256).unwrap(), b"parsed text");
+        // Bytes stored by one lane are not written again by the other.
+        let sizes = |packs: &[PathBuf]| packs.iter().map(|p| std::fs::metadata(p).unwrap().len()).collect::<Vec<_>>();
+        let before = sizes(&packs_now);
+        background.put(b"uploaded bytes").unwrap();
+        store.put(b"parsed text").unwrap();
+        assert_eq!(sizes(&packs(&dir)), before);
+        // A new store (a restart) finds both.
+        let reopened = BlobStore::new(&dir);
+        assert_eq!(reopened.get(&upload.sha256).unwrap(), b"uploaded bytes");
+        assert_eq!(reopened.get(&parsed.sha256).unwrap(), b"parsed text");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

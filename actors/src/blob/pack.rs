@@ -2,10 +2,14 @@
 //!
 //! A file per blob costs an inode, a directory entry and two fsyncs (file and directory) per upload; creating the
 //! inode alone was a quarter of the CPU of an upload burst on the benchmark machine. Small blobs are instead appended
-//! to this process's pack file, `packs/pack-<uuid>.dat`, as records `DBLB | sha256 (32 bytes) | length (u64 LE) |
-//! bytes`. Concurrent writers share one `write` and one `fdatasync`: the first to find no flush in progress becomes
-//! the leader, writes every record queued so far and syncs, while the others wait for it (group commit). A blob
-//! is acknowledged only once synced, and it is indexed (readable) only then.
+//! to one of this process's pack files, `packs/pack-<uuid>.dat`, as records `DBLB | sha256 (32 bytes) | length (u64
+//! LE) | bytes`. Concurrent writers share one `write` and one `fdatasync`: the first to find no flush in progress
+//! becomes the leader, writes every record queued so far and syncs, while the others wait for it (group commit). A
+//! blob is acknowledged only once synced, and it is indexed (readable) only then.
+//!
+//! There are two such queues, each with its own pack ([`Lane`]): one for uploads, which a client waits for, and one
+//! for the pipeline's derived blobs, written from background threads at a lower priority (ADR 0015). Were they to
+//! share one, an upload would often wait for a flush whose leader is a background thread, itself waiting for a core.
 //!
 //! Each process appends only to a pack it created and holds an exclusive lock on, so several processes may share the
 //! data directory. Reading scans the packs' record headers once to build the index (skipping over the bytes); a
@@ -35,19 +39,44 @@ struct Location {
     len: u64,
 }
 
+/// Which writers share a group commit (see [`Lane`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Requests: uploads a client waits for.
+    Requests,
+    /// Background work: the pipeline's derived blobs.
+    Background,
+}
+
+impl Lane {
+    fn index(self) -> usize {
+        match self {
+            Self::Requests => 0,
+            Self::Background => 1,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// Durable blobs, by digest.
     index: HashMap<[u8; 32], Location>,
     /// Pack files known, by number.
     packs: Vec<PackFile>,
-    /// The pack this process appends to: its number, the file and its durable length.
+    /// Each lane's pack and group commit.
+    lanes: [LaneState; 2],
+    loaded: bool,
+}
+
+/// One lane's pack and the records waiting for its next flush.
+#[derive(Default)]
+struct LaneState {
+    /// The pack this lane appends to: its number, the file and its durable length.
     active: Option<(usize, Arc<File>, u64)>,
     /// Records waiting for the next flush, and what they will index.
     queue: Vec<u8>,
     queued: Vec<Queued>,
     flushing: bool,
-    loaded: bool,
 }
 
 /// A pack file this process knows of.
@@ -91,25 +120,30 @@ impl Packs {
         move |source| BlobError::Io { path: path.clone(), source }
     }
 
-    /// Appends a blob and returns once it is durable.
-    pub fn put(&self, digest: [u8; 32], bytes: &[u8]) -> Result<(), BlobError> {
+    /// Appends a blob in `lane` and returns once it is durable.
+    pub fn put(&self, digest: [u8; 32], bytes: &[u8], lane: Lane) -> Result<(), BlobError> {
         let mut state = self.lock();
         self.load(&mut state)?;
         if state.index.contains_key(&digest) {
             return Ok(());
         }
-        // The same bytes already waiting for a flush: wait for that flush like their writer does.
-        let outcome = match state.queued.iter().find(|queued| queued.digest == digest) {
-            Some(queued) => Arc::clone(&queued.outcome),
+        // The same bytes already waiting for a flush (in either lane): wait for that flush like their writer does.
+        let waiting = state.lanes.iter().enumerate().find_map(|(lane, queue)| {
+            let queued = queue.queued.iter().find(|queued| queued.digest == digest)?;
+            Some((lane, Arc::clone(&queued.outcome)))
+        });
+        let (lane, outcome) = match waiting {
+            Some(waiting) => waiting,
             None => {
-                let offset = state.queue.len() as u64 + HEADER as u64;
-                state.queue.extend_from_slice(MAGIC);
-                state.queue.extend_from_slice(&digest);
-                state.queue.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-                state.queue.extend_from_slice(bytes);
+                let queue = &mut state.lanes[lane.index()];
+                let offset = queue.queue.len() as u64 + HEADER as u64;
+                queue.queue.extend_from_slice(MAGIC);
+                queue.queue.extend_from_slice(&digest);
+                queue.queue.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                queue.queue.extend_from_slice(bytes);
                 let outcome = Outcome::default();
-                state.queued.push(Queued { digest, offset, len: bytes.len() as u64, outcome: Arc::clone(&outcome) });
-                outcome
+                queue.queued.push(Queued { digest, offset, len: bytes.len() as u64, outcome: Arc::clone(&outcome) });
+                (lane.index(), outcome)
             }
         };
         loop {
@@ -119,21 +153,21 @@ impl Packs {
                     source: std::io::Error::other(message),
                 });
             }
-            state = if state.flushing {
+            state = if state.lanes[lane].flushing {
                 self.done.wait(state).unwrap_or_else(PoisonError::into_inner)
             } else {
-                self.flush(state)
+                self.flush(state, lane)
             };
         }
     }
 
-    /// Writes and syncs everything queued, as the leader, and posts the outcome to every record's waiters; returns
-    /// with the lock held again.
-    fn flush<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        let queue = std::mem::take(&mut state.queue);
-        let queued = std::mem::take(&mut state.queued);
-        state.flushing = true;
-        let active = self.active(&mut state);
+    /// Writes and syncs everything queued in `lane`, as its leader, and posts the outcome to every record's waiters;
+    /// returns with the lock held again.
+    fn flush<'a>(&'a self, mut state: MutexGuard<'a, State>, lane: usize) -> MutexGuard<'a, State> {
+        let queue = std::mem::take(&mut state.lanes[lane].queue);
+        let queued = std::mem::take(&mut state.lanes[lane].queued);
+        state.lanes[lane].flushing = true;
+        let active = self.active(&mut state, lane);
         drop(state);
 
         let written = active.and_then(|(pack, file, start)| {
@@ -148,11 +182,11 @@ impl Packs {
         });
 
         let mut state = self.lock();
-        state.flushing = false;
+        state.lanes[lane].flushing = false;
         let outcome = match written {
             Ok((pack, start)) => {
                 let end = start + queue.len() as u64;
-                if let Some(active) = state.active.as_mut() {
+                if let Some(active) = state.lanes[lane].active.as_mut() {
                     active.2 = end;
                 }
                 state.packs[pack].scanned = end;
@@ -166,7 +200,7 @@ impl Packs {
             Err((message, abandon)) => {
                 tracing::error!(directory = %self.dir.display(), error = %message, "blob_pack_write_failed");
                 if abandon {
-                    state.active = None;
+                    state.lanes[lane].active = None;
                 }
                 Err(message)
             }
@@ -178,9 +212,10 @@ impl Packs {
         state
     }
 
-    /// The pack to append to (created, locked and made durable in its directory on first use), with its length.
-    fn active(&self, state: &mut State) -> Result<(usize, Arc<File>, u64), (String, bool)> {
-        if let Some((pack, file, len)) = &state.active
+    /// The pack `lane` appends to (created, locked and made durable in its directory on first use), with its
+    /// length.
+    fn active(&self, state: &mut State, lane: usize) -> Result<(usize, Arc<File>, u64), (String, bool)> {
+        if let Some((pack, file, len)) = &state.lanes[lane].active
             && *len < MAX_PACK_BYTES
         {
             return Ok((*pack, Arc::clone(file), *len));
@@ -197,7 +232,7 @@ impl Packs {
         let file = Arc::new(file);
         state.packs.push(PackFile { path, file: Some(Arc::clone(&file)), scanned: 0 });
         let pack = state.packs.len() - 1;
-        state.active = Some((pack, Arc::clone(&file), 0));
+        state.lanes[lane].active = Some((pack, Arc::clone(&file), 0));
         Ok((pack, file, 0))
     }
 
@@ -256,9 +291,8 @@ impl Packs {
                 state.packs.push(PackFile { path, file: None, scanned: 0 });
             }
         }
-        let active = state.active.as_ref().map(|(pack, ..)| *pack);
         for pack in 0..state.packs.len() {
-            if Some(pack) == active {
+            if state.lanes.iter().any(|lane| lane.active.as_ref().is_some_and(|(active, ..)| *active == pack)) {
                 continue;
             }
             let path = state.packs[pack].path.clone();

@@ -45,6 +45,17 @@ pub struct CommandOutcome {
     pub appended: usize,
     /// The tenant the document belongs to.
     pub tenant_id: String,
+    /// When the stream's first and last events were recorded, when the actor knows (the log always tells).
+    pub recorded: Option<Recorded>,
+}
+
+/// When a stream's first and last events were recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// The first event's `recorded_at`: when the document was uploaded.
+    pub first: OffsetDateTime,
+    /// The last event's.
+    pub last: OffsetDateTime,
 }
 
 /// A document as its actor knows it.
@@ -85,6 +96,13 @@ pub enum DocumentMsg {
     Crash,
 }
 
+impl DocumentMsg {
+    /// Whether this message uploads a new document, i.e. its stream should not exist yet.
+    pub fn starts_stream(&self) -> bool {
+        matches!(self, Self::Command(request, _) if matches!(request.command, DocumentCommand::Upload { .. }))
+    }
+}
+
 /// What a `DocumentActor` starts with.
 pub struct DocumentArgs {
     /// The document.
@@ -97,6 +115,10 @@ pub struct DocumentArgs {
     pub supervisor: ActorRef<DocumentsMsg>,
     /// Idle time before passivation.
     pub idle_timeout: Duration,
+    /// The actor starts for an upload of a just-minted id, so its stream is empty and is not read. The append's
+    /// expected version (no stream) still guards it: were the stream to exist, the append conflicts and the actor
+    /// reloads.
+    pub fresh: bool,
 }
 
 /// The actor's state.
@@ -107,6 +129,7 @@ pub struct DocumentActorState {
     tenant_id: Option<String>,
     correlation_id: Option<Uuid>,
     last_event: Option<Uuid>,
+    recorded: Option<Recorded>,
     chunk_texts: Arc<Vec<String>>,
     in_flight: Option<(u32, Stage)>,
     retry_scheduled: bool,
@@ -127,23 +150,28 @@ impl Actor for DocumentActor {
         args: DocumentArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let stream = StreamId::for_document(args.document_id);
-        let mut actor = DocumentActorState {
+        Ok(DocumentActorState {
             args,
             stream,
             state: DocumentState::default(),
             tenant_id: None,
             correlation_id: None,
             last_event: None,
+            recorded: None,
             chunk_texts: Arc::new(Vec::new()),
             in_flight: None,
             retry_scheduled: false,
             last_activity: Instant::now(),
-        };
-        actor.reload().await?;
-        Ok(actor)
+        })
     }
 
     async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // Read here, not in `pre_start`: the supervisor awaits `pre_start`, and would otherwise wait on the log for
+        // every document it starts, one after another. A failed read fails the actor, which the supervisor
+        // restarts; messages are handled only after this returns.
+        if !state.args.fresh {
+            state.reload().await?;
+        }
         // Resuming is how recovery and restarts continue the pipeline: whatever stage the document waits for runs.
         state.advance(&myself).await;
         myself.send_after(state.args.idle_timeout, || DocumentMsg::IdleCheck);
@@ -159,8 +187,10 @@ impl Actor for DocumentActor {
         state.last_activity = Instant::now();
         match message {
             DocumentMsg::Command(request, reply) => {
+                let before = state.state.version;
                 let result = state.execute(*request).await;
-                let changed = result.as_ref().is_ok_and(|outcome| outcome.appended > 0);
+                // Appended, or found newer events on a conflict or an idempotent replay.
+                let changed = state.state.version != before;
                 let _ = reply.send(result);
                 if changed {
                     state.advance(&myself).await;
@@ -205,6 +235,7 @@ impl DocumentActorState {
         self.tenant_id = None;
         self.correlation_id = None;
         self.last_event = None;
+        self.recorded = None;
         let mut from = 1;
         loop {
             let page = self.args.store.read_stream(&self.stream, from, 500).await?;
@@ -215,6 +246,7 @@ impl DocumentActorState {
                 let event = DocumentEvent::from_recorded(recorded)
                     .map_err(|error| StoreError::Corrupt { position: recorded.position, reason: error.to_string() })?;
                 self.apply(&event, recorded.event_id, &recorded.metadata);
+                self.record_time(recorded.version - 1, Some(recorded.recorded_at));
             }
             if !full {
                 break;
@@ -270,10 +302,12 @@ impl DocumentActorState {
                     self.reload().await?;
                     return Ok(self.outcome(0, &request.metadata));
                 }
-                Ok(_) => {
+                Ok(outcome) => {
+                    let before = self.state.version;
                     for (event, id) in events.iter().zip(ids) {
                         self.apply(event, id, &request.metadata);
                     }
+                    self.record_time(before, outcome.recorded_at);
                     return Ok(self.outcome(events.len(), &request.metadata));
                 }
                 Err(StoreError::Conflict { .. }) => {
@@ -291,11 +325,22 @@ impl DocumentActorState {
         Err(CommandError::Contended(self.args.document_id))
     }
 
+    /// Notes that events recorded at `at` followed the stream's first `before` events (`at` is `None` when the
+    /// store did not tell; then the stream's span is not known either, until the next reload).
+    fn record_time(&mut self, before: u64, at: Option<OffsetDateTime>) {
+        self.recorded = match (at, self.recorded) {
+            (Some(at), _) if before == 0 => Some(Recorded { first: at, last: at }),
+            (Some(at), Some(recorded)) => Some(Recorded { last: at, ..recorded }),
+            _ => None,
+        };
+    }
+
     fn outcome(&self, appended: usize, metadata: &EventMetadata) -> CommandOutcome {
         CommandOutcome {
             state: self.state.clone(),
             appended,
             tenant_id: self.tenant_id.clone().unwrap_or_else(|| metadata.tenant_id.clone()),
+            recorded: self.recorded,
         }
     }
 

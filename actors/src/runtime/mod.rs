@@ -106,6 +106,8 @@ pub struct UploadOutcome {
     pub state: DocumentState,
     /// True when the same bytes were already uploaded in the tenant and that document is returned.
     pub deduplicated: bool,
+    /// When its first and last events were recorded, if known (the log always tells).
+    pub recorded: Option<document::Recorded>,
 }
 
 /// Uploads up to this size are hashed on the calling task (tens of microseconds of SHA-256), larger ones on the
@@ -126,7 +128,8 @@ impl Runtime {
     pub async fn start(store: Arc<dyn EventStore>, config: RuntimeConfig) -> Result<Self, CommandError> {
         let blobs = BlobStore::new(&config.data_dir);
         let pipeline = Arc::new(Pipeline::new(
-            blobs.clone(),
+            // Its group commits apart from the uploads': see `blob::pack`.
+            blobs.in_lane(crate::blob::Lane::Background),
             config.embedder.clone(),
             config.parse_limits.clone(),
             config.chunking,
@@ -235,7 +238,12 @@ impl Runtime {
             && !snapshot.state.is_deleted()
             && snapshot.tenant_id.as_deref() == Some(tenant.as_str())
         {
-            return Ok(UploadOutcome { document_id: existing, state: snapshot.state, deduplicated: true });
+            return Ok(UploadOutcome {
+                document_id: existing,
+                state: snapshot.state,
+                deduplicated: true,
+                recorded: None,
+            });
         }
         let media_type = match detect(&bytes, request.media_type.as_deref(), Some(&request.filename)) {
             Ok(media_type) => media_type.as_str().to_owned(),
@@ -263,7 +271,7 @@ impl Runtime {
         if let Ok(mut dedupe) = self.dedupe.lock() {
             dedupe.insert((tenant, sha256), document_id);
         }
-        Ok(UploadOutcome { document_id, state: outcome.state, deduplicated: false })
+        Ok(UploadOutcome { document_id, state: outcome.state, deduplicated: false, recorded: outcome.recorded })
     }
 
     fn known_upload(&self, tenant: &str, sha256: &str) -> Option<Uuid> {

@@ -73,6 +73,7 @@ impl DocumentsState {
         &mut self,
         myself: &ActorRef<DocumentsMsg>,
         document_id: Uuid,
+        fresh: bool,
     ) -> Result<ActorRef<DocumentMsg>, ActorProcessingErr> {
         if let Some(child) = self.children.get(&document_id) {
             return Ok(child.clone());
@@ -83,6 +84,7 @@ impl DocumentsState {
             pipeline: Arc::clone(&self.args.pipeline),
             supervisor: myself.clone(),
             idle_timeout: self.args.idle_timeout,
+            fresh,
         };
         let (child, _) = Actor::spawn_linked(None, DocumentActor, args, myself.get_cell()).await?;
         self.by_actor.insert(child.get_id(), document_id);
@@ -123,15 +125,16 @@ impl Actor for DocumentSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             DocumentsMsg::Route(document_id, message) => {
-                // Spawning fails only if the document's stream cannot be read; the dropped message's reply port
-                // tells a waiting caller.
-                match state.child(&myself, document_id).await {
+                // Spawning reads nothing (the actor reads its stream once started), so it fails only if the actor
+                // cannot be started at all; the dropped message's reply port tells a waiting caller.
+                let fresh = message.starts_stream();
+                match state.child(&myself, document_id, fresh).await {
                     Ok(child) => {
                         if let Err(error) = child.send_message(message) {
                             // The actor stopped between lookup and send: start a fresh one for the message.
                             state.forget(&child.get_cell());
                             if let ractor::MessagingErr::SendErr(message) = error
-                                && let Ok(child) = state.child(&myself, document_id).await
+                                && let Ok(child) = state.child(&myself, document_id, fresh).await
                             {
                                 let _ = child.send_message(message);
                             }
@@ -143,7 +146,7 @@ impl Actor for DocumentSupervisor {
                 }
             }
             DocumentsMsg::Resume(document_id) | DocumentsMsg::Restart(document_id) => {
-                if let Err(error) = state.child(&myself, document_id).await {
+                if let Err(error) = state.child(&myself, document_id, false).await {
                     tracing::error!(document_id = %document_id, error = %error, "document_actor_start_failed");
                 }
             }

@@ -272,7 +272,7 @@ impl EdgeIndex {
         let base = self.optimize_after;
         let name = name.to_owned();
         let spawned = std::thread::Builder::new().name("edge-optimize".into()).spawn(move || {
-            crate::background::lower_priority();
+            crate::background::idle_priority();
             loop {
                 {
                     let mut pending = worker.pending();
