@@ -55,11 +55,9 @@ const MMAP_BYTES: u64 = 1 << 30;
 pub(crate) fn connect(path: &Path, flags: OpenFlags) -> StoreResult<Connection> {
     let fail =
         |what: &str, error: rusqlite::Error| StoreError::Unavailable(format!("{}: {what}: {error}", path.display()));
-    let connection = Connection::open_with_flags(path, flags).map_err(|error| fail("cannot open", error))?;
+    let mut connection = Connection::open_with_flags(path, flags).map_err(|error| fail("cannot open", error))?;
     super::configure(&connection).map_err(|error| fail("cannot configure the connection", error))?;
-    connection
-        .busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(|error| fail("cannot set busy timeout", error))?;
+    connection.busy_handler(Some(super::wait_for_lock)).map_err(|error| fail("cannot set busy handler", error))?;
     // journal_mode reads the header first, so a file that is not a database fails here, before anything is written.
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))

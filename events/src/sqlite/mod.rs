@@ -41,6 +41,28 @@ pub fn configure(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
     connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map(|_| ())
 }
 
+/// SQLite's busy handler for every connection to the database: waits for another connection's lock (the read
+/// model's projection shares the file and its write lock with the log) in steps of tens of microseconds, then of a
+/// millisecond, and gives up (`SQLITE_BUSY`) after about ten seconds.
+///
+/// SQLite's own handler (`busy_timeout`) sleeps 1, 2, 5, 10, 15, 20, 25 ms and on: an append that met a projection's
+/// commit slept at least a millisecond and often ten, while the lock is usually held for less than one, and every
+/// upload in that group commit waited with it.
+pub fn wait_for_lock(attempt: i32) -> bool {
+    lock_wait_step(attempt).map(std::thread::sleep).is_some()
+}
+
+/// How long [`wait_for_lock`]'s `attempt` sleeps; `None`: give up.
+fn lock_wait_step(attempt: i32) -> Option<Duration> {
+    const FINE_STEPS: i32 = 500;
+    const COARSE_STEPS: i32 = 10_000;
+    match attempt {
+        ..FINE_STEPS => Some(Duration::from_micros(20)),
+        _ if attempt < FINE_STEPS + COARSE_STEPS => Some(Duration::from_millis(1)),
+        _ => None,
+    }
+}
+
 /// Appends waiting for the writer before callers are slowed down.
 const QUEUE_DEPTH: usize = 8_192;
 
@@ -353,5 +375,40 @@ impl EventStore for SqliteStore {
     /// SQLite's `PRAGMA quick_check` of the file.
     async fn check_storage(&self) -> StoreResult<Vec<String>> {
         self.quick_check().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_wait_starts_in_microseconds_and_gives_up_after_about_ten_seconds() {
+        let steps: Vec<Duration> = (0..).map_while(lock_wait_step).collect();
+        assert!(steps[0] <= Duration::from_micros(50), "first step {:?}", steps[0]);
+        assert!(steps.windows(2).all(|pair| pair[0] <= pair[1]), "steps only grow");
+        let total: Duration = steps.iter().sum();
+        assert!(total >= Duration::from_secs(10) && total <= Duration::from_secs(11), "gives up after {total:?}");
+    }
+
+    #[test]
+    fn a_connection_waits_for_another_connections_write_lock_instead_of_failing() {
+        let dir = std::env::temp_dir().join(format!("dossier-lock-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("x.db");
+        let holder = file::connect(&path, OpenFlags::default()).expect("open");
+        holder.execute_batch("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1)").expect("lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            holder.execute_batch("COMMIT").expect("commit");
+        });
+        let waiter = file::connect(&path, OpenFlags::default()).expect("open");
+        // The busy handler `file::connect` installs makes it wait; a connection with none fails at once with
+        // SQLITE_BUSY. (How finely it waits is the schedule's test above.)
+        waiter.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT").expect("waits, then writes");
+        release.join().expect("holder");
+        let rows: i64 = waiter.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).expect("count");
+        assert_eq!(rows, 2);
+        std::fs::remove_dir_all(dir).expect("cleanup");
     }
 }

@@ -26,7 +26,12 @@ use crate::read_model::store::{Checkpoint, DocumentPage, ReadModelError, ReadMod
 /// Opens a batch's transaction. Its statements are planned for their parameters at every execution: the read
 /// model's tables start empty and grow fast during a rebuild, and a generic plan made while a table was small (a
 /// sequential scan) would be kept, growing each batch's cost with the table until autovacuum's next ANALYZE.
-const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan";
+///
+/// Its commit does not wait for the WAL to reach the disk (`synchronous_commit = off`): the rows and the checkpoint
+/// are one transaction, which a crash keeps or loses whole, and a lost batch is applied again from the log. The
+/// log's appends share the server's WAL and keep their own synchronous commits; they no longer queue behind flushes
+/// for a disposable projection.
+const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL synchronous_commit = off";
 
 /// Fails when the database has not been migrated to a schema with the read model's tables.
 const CHECK_SCHEMA: &str = "SELECT 1 FROM projections, projection_checkpoints, read_documents, read_chunks LIMIT 0";
