@@ -62,3 +62,19 @@ pub fn runtime() -> &'static tokio::runtime::Handle {
         })
         .handle()
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_priority_puts_the_calling_thread_alone_in_the_idle_class() {
+        // SAFETY (both calls): a query of the calling thread's own scheduling policy.
+        let idle = std::thread::spawn(|| {
+            idle_priority();
+            unsafe { libc::sched_getscheduler(0) }
+        });
+        assert_eq!(idle.join().expect("thread"), libc::SCHED_IDLE);
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER, "other threads keep theirs");
+    }
+}
