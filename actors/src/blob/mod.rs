@@ -53,6 +53,11 @@ pub enum BlobError {
     InvalidDigest(String),
 }
 
+/// The SHA-256 that names `bytes`.
+pub(crate) fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 /// Blobs this size or smaller go to pack files.
 pub const PACKED_MAX_BYTES: usize = 1 << 20;
 
@@ -92,7 +97,12 @@ impl BlobStore {
 
     /// Stores `bytes` durably (blocking I/O: call it off the async runtime).
     pub fn put(&self, bytes: &[u8]) -> Result<StoredBlob, BlobError> {
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        self.put_hashed(bytes, digest(bytes))
+    }
+
+    /// [`put`](Self::put) for bytes whose SHA-256 the caller has just computed (`digest(bytes)`), so that an upload
+    /// is hashed once.
+    pub(crate) fn put_hashed(&self, bytes: &[u8], digest: [u8; 32]) -> Result<StoredBlob, BlobError> {
         let sha256 = hex::encode(digest);
         let path = self.path(&sha256)?;
         let blob = StoredBlob { sha256, size: bytes.len() as u64 };
@@ -143,7 +153,7 @@ impl BlobStore {
                 Err(source) => return Err(BlobError::Io { path, source }),
             },
         };
-        let actual = hex::encode(Sha256::digest(&bytes));
+        let actual = hex::encode(self::digest(&bytes));
         if actual != sha256 {
             return Err(BlobError::Damaged { sha256: sha256.to_owned(), actual });
         }

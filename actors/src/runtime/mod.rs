@@ -216,22 +216,19 @@ impl Runtime {
             )));
         }
         let tenant = request.event_metadata.tenant_id.clone();
-        let digest = |bytes: &[u8]| {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(bytes))
-        };
         // A small file is hashed here (microseconds); a large one on the blocking pool, off the runtime's workers.
-        let (bytes, sha256) = if request.bytes.len() <= INLINE_HASH_BYTES {
-            let sha256 = digest(&request.bytes);
-            (request.bytes, sha256)
+        let (bytes, digest) = if request.bytes.len() <= INLINE_HASH_BYTES {
+            let digest = crate::blob::digest(&request.bytes);
+            (request.bytes, digest)
         } else {
             tokio::task::spawn_blocking(move || {
-                let sha256 = digest(&request.bytes);
-                (request.bytes, sha256)
+                let digest = crate::blob::digest(&request.bytes);
+                (request.bytes, digest)
             })
             .await
             .map_err(|error| CommandError::Unavailable(error.to_string()))?
         };
+        let sha256 = hex::encode(digest);
         if self.config.deduplicate
             && let Some(existing) = self.known_upload(&tenant, &sha256)
             && let Some(snapshot) = self.snapshot(existing).await?
@@ -261,7 +258,7 @@ impl Runtime {
         // Check the command before writing the blob, so a refused upload leaves nothing behind.
         decide(&DocumentState::default(), command.clone())?;
         let blobs = self.blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.put(&bytes))
+        tokio::task::spawn_blocking(move || blobs.put_hashed(&bytes, digest))
             .await
             .map_err(|error| CommandError::Unavailable(error.to_string()))?
             .map_err(|error| CommandError::Unavailable(error.to_string()))?;
