@@ -127,6 +127,14 @@ async fn commit_then_get_list_and_chunks_round_trip_every_field(backend: Backend
     assert_eq!(store.chunks(1, row.document_id, 1, 1).await.expect("window"), stored[1..2].to_vec());
     assert!(store.chunks(1, row.document_id, 3, 10).await.expect("past the end").is_empty());
     assert!(store.chunks(1, Uuid::now_v7(), 0, 10).await.expect("unknown document").is_empty());
+    // By key (a search's hits): the chunks that exist, whatever else was asked for.
+    let (id, stranger) = (row.document_id, Uuid::now_v7());
+    let keys = [(id, 2), (id, 0), (id, 3), (stranger, 0), (id, u32::MAX)];
+    let found = store.chunks_by_key(1, &keys).await.expect("by key");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!((found.get(&(id, 0)), found.get(&(id, 2))), (Some(&stored[0]), Some(&stored[2])));
+    assert!(store.chunks_by_key(2, &keys).await.expect("other generation").is_empty());
+    assert!(store.chunks_by_key(1, &[]).await.expect("no keys").is_empty());
 
     let checkpoint = store.checkpoint(PROJECTION, 1).await.expect("checkpoint").expect("created");
     assert_eq!((checkpoint.position, checkpoint.state.as_str(), checkpoint.error), (5, "running", None));

@@ -12,7 +12,9 @@ use dossier_events::document::{Chunk, DocumentCommand, DocumentEvent, DocumentSt
 use dossier_events::{EventMetadata, EventStore, ExpectedVersion, StreamId};
 use dossier_projections::read_model::ReadModelStore;
 use dossier_projections::rebuild::rebuild;
-use dossier_projections::runner::{Projection, RunnerConfig, RunnerError, RunnerState, initial_status, run_projection};
+use dossier_projections::runner::{
+    Projection, READ_MODEL, ReadModelProjection, RunnerConfig, RunnerError, RunnerState, initial_status, run_projection,
+};
 use dossier_projections::vector::edge::EdgeIndex;
 use dossier_projections::vector::search::{FusionParams, MetadataFilter, PointFilter, SearchRequest, Searcher};
 use dossier_projections::vector::verify::{PointDifference, verify_vector_index};
@@ -38,6 +40,7 @@ contract_tests!(
     verify_names_missing_extra_and_different_points,
     cli_rebuilds_and_verifies_the_vector_index,
     skip_command_records_the_decision_and_moves_a_stopped_projection_past_the_event,
+    search_takes_texts_from_the_read_model_and_leaves_out_chunks_it_does_not_serve,
 );
 
 const MODEL: &str = "stub-embed";
@@ -111,7 +114,6 @@ pub async fn index_contract(index: Arc<dyn VectorIndex>) {
     assert!(hits.iter().all(|hit| hit.document_id == proteins), "{hits:?}");
     assert!(hits.windows(2).all(|pair| pair[0].score >= pair[1].score), "{hits:?}");
     assert!(matches!(hits[0].chunk_index, 0 | 2), "a chunk with both terms ranks first: {hits:?}");
-    assert_eq!(hits[0].text, texts[hits[0].chunk_index as usize]);
     assert_eq!(hits[0].byte_start, u64::from(hits[0].chunk_index) * 100);
     let heron = index.search(&name, &query("acme", Some(bm25.query("heron")), None, 10)).await.expect("search");
     assert_eq!(heron.iter().map(|hit| hit.document_id).collect::<Vec<_>>(), vec![herons]);
@@ -317,8 +319,9 @@ async fn edge_writes_after_a_reopen_change_the_points_written_before_it() {
     assert_eq!(points.len(), 20, "the deleted document's points are gone");
     assert!(points.iter().all(|p| p.payload["document"] == json!(kept.to_string())));
     assert!(points.iter().all(|p| p.payload["metadata"] == json!({ "shelf": "B" }) && p.payload["position"] == 99));
-    let first = points.iter().find(|p| p.payload["chunk_index"] == 0).expect("chunk 0");
-    assert_eq!(first.payload["text"], "egrets rewritten after the reopen");
+    let egrets = index.search("reopen_g1", &query("acme", Some(bm25.query("egrets")), None, 5)).await.expect("search");
+    let found: Vec<(Uuid, u32)> = egrets.iter().map(|hit| (hit.document_id, hit.chunk_index)).collect();
+    assert_eq!(found, vec![(kept, 0)], "the chunk rewritten after the reopen");
     drop(index);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -414,7 +417,25 @@ impl Fixture {
         Runtime::start(Arc::clone(&self.log), config).await.expect("runtime")
     }
 
+    /// Runs the read model (whose chunks give search hits their text) and then the index to the log's head.
     async fn run_to_head(&self) -> (Result<(), RunnerError>, dossier_projections::runner::ProjectionStatus) {
+        self.project_read_model().await;
+        self.run_index_to_head().await
+    }
+
+    /// Brings the read model's live generation to the log's head.
+    async fn project_read_model(&self) {
+        let projection = ReadModelProjection::new(Arc::clone(&self.read_model));
+        let generation = self.read_model.live_generation(READ_MODEL).await.expect("generation");
+        let (status, _) = watch::channel(initial_status(READ_MODEL, generation));
+        let head = self.log.head_position().await.expect("head");
+        let config = RunnerConfig { batch_size: 7, batch_wait: Duration::from_millis(5) };
+        run_projection(Arc::clone(&self.log), &projection, generation, config, status, Some(head))
+            .await
+            .expect("read model projection");
+    }
+
+    async fn run_index_to_head(&self) -> (Result<(), RunnerError>, dossier_projections::runner::ProjectionStatus) {
         let generation = self.read_model.live_generation(self.projection.name()).await.expect("generation");
         let (status, watch) = watch::channel(initial_status(self.projection.name(), generation));
         let head = self.log.head_position().await.expect("head");
@@ -524,6 +545,40 @@ async fn projection_indexes_ready_documents_and_leaves_no_orphans(backend: Backe
     assert!(stored.iter().all(|p| p.dense.is_some()), "every point carries its dense vector");
 }
 
+async fn search_takes_texts_from_the_read_model_and_leaves_out_chunks_it_does_not_serve(backend: Backend) {
+    // ADR 0016: points carry no text; a hit gets its chunk from the read model, and a hit the read model does not
+    // serve (not projected there yet, deleted there, re-chunked) is left out.
+    let fixture = Fixture::new(backend).await;
+    let runtime = fixture.runtime().await;
+    let text = "The grey heron waits in the reeds for fish. ".repeat(40);
+    let id = runtime.upload(upload("heron.txt", text.as_bytes())).await.expect("upload").document_id;
+    assert_eq!(settle(&runtime, id).await, DocumentStatus::Ready);
+    let (result, _) = fixture.run_index_to_head().await;
+    result.expect("projection");
+    let generation = fixture.read_model.live_generation(fixture.projection.name()).await.expect("generation");
+    let stored = scroll_all(fixture.index.as_ref(), &dense_config().collection(generation), 100).await;
+    assert!(!stored.is_empty(), "the document's points are in the index");
+    assert!(stored.iter().all(|point| point.payload.get("text").is_none()), "no text in the index");
+    let searcher = fixture.searcher();
+    assert_eq!(searcher.search(&sparse_request("heron")).await.expect("search"), vec![], "not in the read model yet");
+
+    fixture.project_read_model().await;
+    let hits = searcher.search(&sparse_request("heron")).await.expect("search");
+    assert_eq!(hits.len(), stored.len(), "every chunk found once the read model serves it: {hits:?}");
+    let read_generation = fixture.read_model.live_generation(READ_MODEL).await.expect("generation");
+    for hit in &hits {
+        let chunk = fixture.read_model.chunks(read_generation, id, hit.chunk_index, 1).await.expect("chunks");
+        assert_eq!(hit.text, chunk[0].text, "the read model's text");
+        assert_eq!(hit.text, text[hit.byte_start as usize..hit.byte_end as usize], "the text of the byte range");
+    }
+
+    // Deleted in the read model before the index catches up: the hits are no longer served.
+    runtime.execute(command(id, DocumentCommand::Delete { reason: None })).await.expect("delete");
+    runtime.shutdown();
+    fixture.project_read_model().await;
+    assert_eq!(searcher.search(&sparse_request("heron")).await.expect("search"), vec![], "deleted in the read model");
+}
+
 /// Uploads each (filename, text), then waits for each document to be ready or failed.
 async fn upload_and_settle(
     runtime: &Runtime,
@@ -571,6 +626,7 @@ async fn a_following_vector_runner_moves_its_checkpoint_to_the_head_once_caught_
     assert_eq!(durable, head, "the stored checkpoint reaches the head while the runner waits for events");
     assert_eq!(watch.borrow().checkpoint, head, "the status reports the stored checkpoint");
     assert!(!runner.is_finished(), "the runner still follows the log");
+    fixture.project_read_model().await;
     let hits = fixture.searcher().search(&sparse_request("heron")).await.expect("search");
     assert_eq!(hits.iter().map(|hit| hit.document_id).collect::<std::collections::HashSet<_>>().len(), 3, "{hits:?}");
     runner.abort();
@@ -664,6 +720,7 @@ async fn vector_rebuild_while_writer_appends_equals_a_fresh_replay(backend: Back
     assert!(!fixture.index.collection_exists(&config.collection(1)).await.expect("exists"), "old generation dropped");
     assert_eq!(fixture.verify().await, vec![], "the rebuilt index holds exactly the points the log implies");
     let ready = seeded.len() + written.len();
+    fixture.project_read_model().await;
     let searcher = fixture.searcher();
     let hits = searcher.search(&SearchRequest { top_k: 1_000, ..sparse_request("document") }).await.expect("search");
     let documents: std::collections::HashSet<Uuid> = hits.iter().map(|hit| hit.document_id).collect();
@@ -801,7 +858,7 @@ async fn skip_command_records_the_decision_and_moves_a_stopped_projection_past_t
     let poison =
         fixture.log.append(&stream, ExpectedVersion::Any, vec![bogus], EventMetadata::new("tenant-a", "mallory"));
     let poison = poison.await.expect("append").first_position;
-    let (result, _) = fixture.run_to_head().await;
+    let (result, _) = fixture.run_index_to_head().await;
     assert!(matches!(result, Err(RunnerError::Poison(_))), "{result:?}");
 
     let mut wrong = fixture.scratch.dossier();
@@ -830,7 +887,7 @@ async fn skip_command_records_the_decision_and_moves_a_stopped_projection_past_t
     assert!(record[0].data.as_str().contains("teleportation is not a thing"));
     let checkpoint = fixture.read_model.checkpoint(&name, 1).await.expect("checkpoint").expect("exists");
     assert!(checkpoint.position < poison && checkpoint.state == "running", "{checkpoint:?}");
-    let (result, status) = fixture.run_to_head().await;
+    let (result, status) = fixture.run_index_to_head().await;
     result.expect("runs again");
     assert_eq!(status.state, RunnerState::Running);
     assert_eq!(fixture.verify().await, vec![], "verification honours the recorded skip");

@@ -45,6 +45,9 @@ impl Default for RunnerConfig {
 /// Events per batch of a rebuild ([`RunnerConfig::rebuild`]).
 pub const REBUILD_BATCH_SIZE: usize = 50_000;
 
+/// The most events a runner's batch buffer is sized for in advance (larger batches grow it as they fill).
+const MAX_RESERVED_BATCH: usize = 100_000;
+
 impl RunnerConfig {
     /// The batching of a rebuild (the command, the API route and `bench rebuild` alike): large batches, because
     /// each one ends with a flush of the vector index or a commit of the read model, and the next batch is read
@@ -251,6 +254,9 @@ pub async fn run_projection(
     let mut generation_checked = Instant::now();
     // An event taken from the subscription to learn whether more were waiting, for the next batch.
     let mut ready = None;
+    // One buffer for every batch: a rebuild's batches are large, and growing a new one each time copied it over and
+    // over into fresh memory.
+    let mut batch: Vec<RecordedEvent> = Vec::new();
     loop {
         // A runner that follows the live generation hands over when a rebuild switches another one in.
         if until.is_none() && generation_checked.elapsed() >= GENERATION_CHECK {
@@ -269,7 +275,9 @@ pub async fn run_projection(
                 Err(_) => continue,
             },
         };
-        let mut batch = vec![first?];
+        batch.clear();
+        batch.reserve(config.batch_size.min(MAX_RESERVED_BATCH));
+        batch.push(first?);
         let deadline = tokio::time::Instant::now() + config.batch_wait;
         while batch.len() < config.batch_size && until.is_none_or(|until| last_position(&batch) < until) {
             match tokio::time::timeout_at(deadline, subscription.next()).await {

@@ -18,8 +18,8 @@ use dossier_events::document::DocumentEvent;
 use dossier_events::sqlite::{SqliteOptions, SqliteStore};
 use dossier_events::{EventMetadata, EventStore};
 use dossier_projections::read_model::sqlite::SqliteReadModel;
-use dossier_projections::rebuild::rebuild;
-use dossier_projections::runner::{Projection, RunnerConfig, initial_status};
+use dossier_projections::rebuild::{rebuild, rebuild_read_model};
+use dossier_projections::runner::{Projection, READ_MODEL, RunnerConfig, initial_status};
 use dossier_projections::vector::edge::EdgeIndex;
 use dossier_projections::vector::search::{FusionParams, MAX_TOP_K, SearchRequest, Searcher};
 use dossier_projections::vector::{Bm25, Bm25Params, SearchMode, VectorProjection};
@@ -177,8 +177,11 @@ async fn evaluate_in(
         embedding.clone(),
         Arc::clone(&bm25),
     );
-    let (status, _) = tokio::sync::watch::channel(initial_status(projection.name(), 0));
     let runner = RunnerConfig::rebuild();
+    // Search takes the chunks' texts from the read model (ADR 0016): it is built first.
+    let (status, _) = tokio::sync::watch::channel(initial_status(READ_MODEL, 0));
+    rebuild_read_model(Arc::clone(&store), read_model.clone(), runner, status).await.map_err(|e| usage(&e))?;
+    let (status, _) = tokio::sync::watch::channel(initial_status(projection.name(), 0));
     let rebuilt = rebuild(Arc::clone(&store), &projection, runner, status).await.map_err(|e| usage(&e))?;
     let collection = embedding.collection(rebuilt.to_generation);
     index.optimize(&collection).await.map_err(|e| usage(&e))?;

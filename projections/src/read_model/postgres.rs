@@ -115,6 +115,9 @@ const LIST_DOCUMENTS_WITH_STATUS: &str = concat!(
       AND document_id >= $3
     ORDER BY document_id LIMIT $4"
 );
+const SELECT_CHUNKS_BY_KEY: &str = "SELECT c.document_id, c.chunk_index, c.text, c.byte_start, c.byte_end
+    FROM unnest($2::uuid[], $3::integer[]) AS k (document_id, chunk_index)
+    JOIN read_chunks c ON c.generation = $1 AND c.document_id = k.document_id AND c.chunk_index = k.chunk_index";
 const SELECT_CHUNKS: &str = "SELECT document_id, chunk_index, text, byte_start, byte_end FROM read_chunks
     WHERE generation = $1 AND document_id = $2 AND chunk_index >= $3 ORDER BY chunk_index LIMIT $4";
 
@@ -602,5 +605,27 @@ impl ReadModelStore for PostgresReadModel {
         let rows =
             self.query(WHAT, SELECT_CHUNKS, &[&generation, &document_id, &from_index, &sql_limit(limit)]).await?;
         rows.iter().map(|row| decode_chunk(row).map_err(|failure| self.located(WHAT, failure))).collect()
+    }
+
+    async fn chunks_by_key(
+        &self,
+        generation: u32,
+        keys: &[(Uuid, u32)],
+    ) -> Result<HashMap<(Uuid, u32), ChunkRow>, ReadModelError> {
+        const WHAT: &str = "reading chunks by key";
+        let generation = int(generation, "generation")?;
+        // An index past the integer range has no chunk.
+        let (documents, indexes): (Vec<Uuid>, Vec<i32>) =
+            keys.iter().filter_map(|(document, index)| Some((*document, i32::try_from(*index).ok()?))).unzip();
+        if documents.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = self.query(WHAT, SELECT_CHUNKS_BY_KEY, &[&generation, &documents, &indexes]).await?;
+        rows.iter()
+            .map(|row| {
+                let chunk = decode_chunk(row).map_err(|failure| self.located(WHAT, failure))?;
+                Ok(((chunk.document_id, chunk.chunk_index), chunk))
+            })
+            .collect()
     }
 }

@@ -97,6 +97,8 @@ const LIST_DOCUMENTS_WITH_STATUS: &str = concat!(
       AND document_id >= ?3
     ORDER BY document_id LIMIT ?4"
 );
+const SELECT_CHUNK: &str = "SELECT document_id, chunk_index, text, byte_start, byte_end FROM read_chunks
+    WHERE generation = ?1 AND document_id = ?2 AND chunk_index = ?3";
 const SELECT_CHUNKS: &str = "SELECT document_id, chunk_index, text, byte_start, byte_end FROM read_chunks
     WHERE generation = ?1 AND document_id = ?2 AND chunk_index >= ?3 ORDER BY chunk_index LIMIT ?4";
 
@@ -577,6 +579,27 @@ impl ReadModelStore for SqliteReadModel {
             let mut chunks = Vec::new();
             while let Some(row) = rows.next()? {
                 chunks.push(decode_chunk(row)?);
+            }
+            Ok(chunks)
+        })
+        .await
+    }
+
+    async fn chunks_by_key(
+        &self,
+        generation: u32,
+        keys: &[(Uuid, u32)],
+    ) -> Result<HashMap<(Uuid, u32), ChunkRow>, ReadModelError> {
+        let keys = keys.to_vec();
+        self.read("reading chunks by key", move |connection| {
+            // One primary-key lookup per hit (a search asks for at most a thousand), on one connection.
+            let mut statement = connection.prepare_cached(SELECT_CHUNK)?;
+            let mut chunks = HashMap::with_capacity(keys.len());
+            for (document_id, chunk_index) in keys {
+                let mut rows = statement.query(params![generation, document_id.as_bytes(), chunk_index])?;
+                if let Some(row) = rows.next()? {
+                    chunks.insert((document_id, chunk_index), decode_chunk(row)?);
+                }
             }
             Ok(chunks)
         })

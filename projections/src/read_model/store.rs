@@ -124,4 +124,12 @@ pub trait ReadModelStore: Send + Sync + 'static {
         from_index: u32,
         limit: usize,
     ) -> Result<Vec<ChunkRow>, ReadModelError>;
+
+    /// The chunks with these (document, index) keys that exist in a generation (a search's hits, joined with their
+    /// text), in no particular order.
+    async fn chunks_by_key(
+        &self,
+        generation: u32,
+        keys: &[(Uuid, u32)],
+    ) -> Result<HashMap<(Uuid, u32), ChunkRow>, ReadModelError>;
 }

@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::vector::index::{CollectionSpec, IndexError, IndexOp, Queued, StoredPoint, VectorIndex, WriteChain};
 use crate::vector::names::{DENSE, SPARSE};
-use crate::vector::search::{PointFilter, SearchHit, SearchQuery};
+use crate::vector::search::{IndexHit, PointFilter, SearchQuery};
 use crate::vector::{ChunkPoint, SparseVector};
 
 mod queue;
@@ -496,7 +496,7 @@ impl VectorIndex for EdgeIndex {
         self.write(name, Vec::new(), true, Some(chain)).await
     }
 
-    async fn search(&self, name: &str, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError> {
+    async fn search(&self, name: &str, query: &SearchQuery) -> Result<Vec<IndexHit>, IndexError> {
         let collection = self.collection(name).await?;
         let filter = edge_filter(name, &query.filter)?;
         let sparse = query.sparse.as_ref().map(|sparse| {
@@ -540,7 +540,7 @@ impl VectorIndex for EdgeIndex {
             .into_iter()
             .map(|point| {
                 let payload = Value::Object(point.payload.map(|p| p.0).unwrap_or_default());
-                SearchHit::from_payload(point.score, &payload)
+                IndexHit::from_payload(point.score, &payload)
                     .ok_or_else(|| IndexError::engine(name, format!("point {:?} has an unreadable payload", point.id)))
             })
             .collect()

@@ -10,7 +10,7 @@ use dossier_events::document::Metadata;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::vector::search::{SearchHit, SearchQuery};
+use crate::vector::search::{IndexHit, SearchQuery};
 use crate::vector::{ChunkPoint, SparseVector};
 
 /// A collection's layout.
@@ -181,8 +181,8 @@ pub trait VectorIndex: Send + Sync + 'static {
         Ok(Queued::ready(collection, outcome))
     }
 
-    /// Searches a collection.
-    async fn search(&self, collection: &str, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError>;
+    /// Searches a collection: the best points, without their text (which the read model holds: ADR 0016).
+    async fn search(&self, collection: &str, query: &SearchQuery) -> Result<Vec<IndexHit>, IndexError>;
 
     /// A page of stored points by id, after `after`; the next page starts after the last id returned.
     async fn scroll(&self, collection: &str, after: Option<Uuid>, limit: usize)

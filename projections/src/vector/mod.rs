@@ -27,7 +27,7 @@ pub use fold::{IndexPlan, VectorFold};
 pub use index::{CollectionSpec, IndexError, IndexOp, Queued, StoredPoint, VectorIndex, WriteChain};
 pub use point::{ChunkPoint, point_id};
 pub use projection::{VECTOR_INDEX, VectorProjection};
-pub use search::{MetadataFilter, SearchHit, SearchMode, SearchQuery};
+pub use search::{IndexHit, MetadataFilter, SearchHit, SearchMode, SearchQuery};
 
 /// Names of the vectors inside a collection.
 pub mod names {

@@ -48,14 +48,13 @@ impl ChunkPoint {
         point_id(self.document_id, self.chunk_index)
     }
 
-    /// Its payload as stored.
+    /// Its payload as stored: everything but the text, which the read model holds (ADR 0016).
     pub fn payload(&self) -> Value {
         json!({
             "tenant": self.tenant_id,
             "document": self.document_id.to_string(),
             "chunk_index": self.chunk_index,
             "position": self.position,
-            "text": self.text,
             "byte_start": self.byte_start,
             "byte_end": self.byte_end,
             "metadata": Value::Object(self.metadata.clone()),

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::read_model::ReadModelStore;
+use crate::read_model::{ChunkRow, ReadModelStore};
+use crate::runner::READ_MODEL;
 use crate::vector::index::{IndexError, VectorIndex};
 use crate::vector::projection::live_collection;
 use crate::vector::{Bm25, EmbeddingConfig, SparseVector};
@@ -113,6 +114,36 @@ pub struct SearchQuery {
     pub rrf_k: usize,
 }
 
+/// One point an index query found: which chunk, how well it scored, and the byte range its payload records.
+///
+/// The chunk's text is not in the index (ADR 0016): [`Searcher`] takes it from the read model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexHit {
+    /// The document.
+    pub document_id: Uuid,
+    /// The chunk's index.
+    pub chunk_index: u32,
+    /// The score (BM25, cosine similarity, or RRF).
+    pub score: f32,
+    /// Where the indexed chunk starts in the extracted text (bytes).
+    pub byte_start: u64,
+    /// Where it ends (exclusive).
+    pub byte_end: u64,
+}
+
+impl IndexHit {
+    /// Reads a hit from a stored payload.
+    pub fn from_payload(score: f32, payload: &Value) -> Option<Self> {
+        Some(Self {
+            document_id: payload.get("document")?.as_str()?.parse().ok()?,
+            chunk_index: u32::try_from(payload.get("chunk_index")?.as_u64()?).ok()?,
+            score,
+            byte_start: payload.get("byte_start")?.as_u64()?,
+            byte_end: payload.get("byte_end")?.as_u64()?,
+        })
+    }
+}
+
 /// One chunk found.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SearchHit {
@@ -131,15 +162,21 @@ pub struct SearchHit {
 }
 
 impl SearchHit {
-    /// Reads a hit from a stored payload.
-    pub fn from_payload(score: f32, payload: &Value) -> Option<Self> {
-        Some(Self {
-            document_id: payload.get("document")?.as_str()?.parse().ok()?,
-            chunk_index: u32::try_from(payload.get("chunk_index")?.as_u64()?).ok()?,
-            score,
-            text: payload.get("text")?.as_str()?.to_owned(),
-            byte_start: payload.get("byte_start")?.as_u64()?,
-            byte_end: payload.get("byte_end")?.as_u64()?,
+    /// The hit with its chunk as the read model serves it, if that is the chunk the index scored: `None` when the
+    /// read model has no such chunk (the document was deleted or is being reprocessed there, or the read model has
+    /// not caught up with it yet) or a chunk over another byte range (the document was re-chunked).
+    pub fn joined(hit: IndexHit, chunk: &ChunkRow) -> Option<Self> {
+        let same = chunk.document_id == hit.document_id
+            && chunk.chunk_index == hit.chunk_index
+            && chunk.byte_start == hit.byte_start
+            && chunk.byte_end == hit.byte_end;
+        same.then(|| Self {
+            document_id: hit.document_id,
+            chunk_index: hit.chunk_index,
+            score: hit.score,
+            text: chunk.text.clone(),
+            byte_start: hit.byte_start,
+            byte_end: hit.byte_end,
         })
     }
 }
@@ -275,10 +312,34 @@ impl Searcher {
             rrf_k: self.fusion.rrf_k,
         };
         let collection = live_collection(self.generations.as_ref(), &self.config).await?;
-        match self.index.search(&collection, &query).await {
-            Err(IndexError::MissingCollection(_)) => Ok(Vec::new()),
-            other => Ok(other?),
+        let hits = match self.index.search(&collection, &query).await {
+            Err(IndexError::MissingCollection(_)) => return Ok(Vec::new()),
+            other => other?,
+        };
+        self.with_texts(hits).await
+    }
+
+    /// Joins the hits with their chunks in the read model's live generation, keeping the index's order; a hit the
+    /// read model does not serve (see [`SearchHit::joined`]) is left out.
+    async fn with_texts(&self, hits: Vec<IndexHit>) -> Result<Vec<SearchHit>, SearchError> {
+        if hits.is_empty() {
+            return Ok(Vec::new());
         }
+        let keys: Vec<(Uuid, u32)> = hits.iter().map(|hit| (hit.document_id, hit.chunk_index)).collect();
+        let generation = self.generations.live_generation(READ_MODEL).await?;
+        let chunks = self.generations.chunks_by_key(generation, &keys).await?;
+        let found = hits.len();
+        let joined: Vec<SearchHit> = hits
+            .into_iter()
+            .filter_map(|hit| {
+                let chunk = chunks.get(&(hit.document_id, hit.chunk_index))?;
+                SearchHit::joined(hit, chunk)
+            })
+            .collect();
+        if joined.len() < found {
+            tracing::debug!(found, served = joined.len(), "search_hits_not_in_read_model");
+        }
+        Ok(joined)
     }
 }
 
@@ -304,6 +365,22 @@ mod tests {
                 { "key": "metadata.lang", "match": { "value": "en" } },
             ]})
         );
+    }
+
+    #[test]
+    fn a_hit_is_joined_only_with_the_chunk_it_scored() {
+        let document_id = Uuid::now_v7();
+        let hit = IndexHit { document_id, chunk_index: 2, score: 1.5, byte_start: 10, byte_end: 20 };
+        let chunk = ChunkRow { document_id, chunk_index: 2, text: "0123456789".into(), byte_start: 10, byte_end: 20 };
+        let joined = SearchHit::joined(hit.clone(), &chunk).expect("the same chunk");
+        assert_eq!(
+            (joined.text.as_str(), joined.score, joined.byte_start, joined.byte_end),
+            ("0123456789", 1.5, 10, 20)
+        );
+        let rechunked = ChunkRow { byte_end: 25, ..chunk.clone() };
+        assert_eq!(SearchHit::joined(hit.clone(), &rechunked), None, "another byte range: the document was re-chunked");
+        let other = ChunkRow { chunk_index: 3, ..chunk };
+        assert_eq!(SearchHit::joined(hit, &other), None, "another chunk");
     }
 
     #[test]

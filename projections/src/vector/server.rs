@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::vector::index::{CollectionSpec, IndexError, IndexOp, StoredPoint, VectorIndex};
 use crate::vector::names::{DENSE, SPARSE};
-use crate::vector::search::{PointFilter, SearchHit, SearchQuery};
+use crate::vector::search::{IndexHit, PointFilter, SearchQuery};
 use crate::vector::{ChunkPoint, SparseVector};
 
 /// The HNSW graph degree a serving collection gets (Qdrant's default).
@@ -183,7 +183,7 @@ impl VectorIndex for ServerIndex {
         Ok(())
     }
 
-    async fn search(&self, name: &str, query: &SearchQuery) -> Result<Vec<SearchHit>, IndexError> {
+    async fn search(&self, name: &str, query: &SearchQuery) -> Result<Vec<IndexHit>, IndexError> {
         if !self.client.collection_exists(name).await.map_err(failed(name))? {
             return Err(IndexError::MissingCollection(name.to_owned()));
         }
@@ -215,7 +215,7 @@ impl VectorIndex for ServerIndex {
             .into_iter()
             .map(|point| {
                 let payload = json_payload(point.payload);
-                SearchHit::from_payload(point.score, &payload)
+                IndexHit::from_payload(point.score, &payload)
                     .ok_or_else(|| IndexError::engine(name, "a point has an unreadable payload"))
             })
             .collect()
