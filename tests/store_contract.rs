@@ -28,6 +28,7 @@ contract_tests!(
     hint_head_wakes_a_subscription_at_the_head_for_another_writers_commit,
     paging_through_the_log_reads_what_is_stored_now,
     reads_that_start_inside_an_append_carry_its_metadata,
+    recent_commits_are_served_from_memory_exactly_as_the_log_holds_them,
 );
 
 fn event(n: usize) -> NewEvent {
@@ -439,4 +440,45 @@ async fn reads_that_start_inside_an_append_carry_its_metadata(backend: Backend) 
             );
         }
     }
+}
+
+async fn recent_commits_are_served_from_memory_exactly_as_the_log_holds_them(backend: Backend) {
+    // Subscriptions take a store's own recent commits from memory (events/src/recent.rs): what they get there must be
+    // what a read of the log returns, field for field, and nothing when another process wrote in between.
+    let scratch = Scratch::new(backend).await;
+    let store = scratch.open().await;
+    assert_eq!(store.recent(0, 10), None, "nothing committed yet");
+    let appends = (0..12).map(|i| {
+        let store = Arc::clone(&store);
+        async move {
+            let events = (0..1 + i % 3).map(|n| event(i * 10 + n)).collect();
+            let metadata = EventMetadata::new("tenant-a", format!("actor-{i}"));
+            store.append(&stream("recent"), ExpectedVersion::NoStream, events, metadata).await.expect("append")
+        }
+    });
+    futures::future::join_all(appends).await;
+    let stored = store.read_all_stored(0, 1_000).await.expect("read");
+    assert_eq!(stored.len(), 24);
+    assert_eq!(store.recent(0, 1_000).as_ref(), Some(&stored), "every field as stored");
+    for after in 0..stored.len() {
+        let page = store.recent(after as u64, 5).unwrap_or_else(|| panic!("held after {after}"));
+        assert_eq!(page, stored[after..(after + 5).min(stored.len())].to_vec(), "recent({after}, 5)");
+    }
+    assert_eq!(store.recent(stored.len() as u64, 5), None, "at the head: the log decides");
+
+    // Another process appends, then this one again: the memory holds only what follows this store's own commit.
+    let other = scratch.open().await;
+    other.append(&stream("other"), ExpectedVersion::NoStream, vec![event(1)], metadata()).await.expect("other");
+    store.append(&stream("mine"), ExpectedVersion::NoStream, vec![event(2), event(3)], metadata()).await.expect("mine");
+    let head = stored.len() as u64;
+    assert_eq!(store.recent(head, 10), None, "position {} is the other process's", head + 1);
+    let tail = store.read_all_stored(head + 1, 10).await.expect("read");
+    assert_eq!(store.recent(head + 1, 10), Some(tail), "this store's own commit is held");
+    let mut subscription = Arc::clone(&store).subscribe_all(0);
+    let mut delivered = Vec::new();
+    while delivered.len() < 27 {
+        let event = tokio::time::timeout(Duration::from_secs(10), subscription.next()).await.expect("in time");
+        delivered.push(event.expect("open").expect("event"));
+    }
+    assert_eq!(delivered, store.read_all(0, 1_000).await.expect("read"), "the subscription saw the log");
 }

@@ -9,6 +9,7 @@
 //! appends into one transaction is what makes that lock cheap: one commit (one fsync) serves the whole batch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -16,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::envelope::{AppendOutcome, EventMetadata, ExpectedVersion, NewEvent, StreamId};
+use crate::envelope::{AppendOutcome, EventData, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use crate::error::{StoreError, StoreResult};
 use crate::hash::{Hash, HashInput, canonical_json, metadata_json, unix_micros};
 
@@ -124,6 +125,8 @@ pub(crate) struct IdempotencyRecord {
 /// One event row to insert, borrowing its text from the append it belongs to.
 #[derive(Debug)]
 pub(crate) struct EventRow<'a> {
+    /// The append it belongs to.
+    pub append: &'a PendingAppend,
     pub position: u64,
     pub event_id: Uuid,
     pub stream_id: &'a str,
@@ -159,12 +162,47 @@ pub(crate) struct Committed {
     pub head: u64,
     /// Events written.
     pub events: usize,
+    /// The events written, as the log now holds them (for [`crate::recent::RecentEvents`]).
+    pub recorded: Vec<RecordedEvent>,
 }
 
 impl Plan<'_> {
     /// The plan's outcome, once its writes are committed.
     pub fn committed(self) -> Committed {
-        Committed { results: self.results, head: self.head, events: self.rows.len() }
+        let recorded = self.recorded();
+        Committed { results: self.results, head: self.head, events: self.rows.len(), recorded }
+    }
+
+    /// The rows as the events a read of the log returns (as stored: not upcast); the events of one append share
+    /// their metadata, as they do when read.
+    fn recorded(&self) -> Vec<RecordedEvent> {
+        let mut shared: Option<(&PendingAppend, Arc<EventMetadata>)> = None;
+        self.rows
+            .iter()
+            .map(|row| {
+                let metadata = match &shared {
+                    Some((append, metadata)) if std::ptr::eq(*append, row.append) => Arc::clone(metadata),
+                    _ => {
+                        let metadata = Arc::new(row.append.metadata.clone());
+                        shared = Some((row.append, Arc::clone(&metadata)));
+                        metadata
+                    }
+                };
+                RecordedEvent {
+                    event_id: row.event_id,
+                    stream_id: row.append.stream.clone(),
+                    version: row.version,
+                    position: row.position,
+                    event_type: row.event_type.to_owned(),
+                    schema_version: row.schema_version,
+                    data: EventData::from_stored(row.data_json),
+                    metadata,
+                    recorded_at: from_micros(row.recorded_at_micros),
+                    prev_hash: row.prev_hash,
+                    hash: row.hash,
+                }
+            })
+            .collect()
     }
 }
 
@@ -230,6 +268,7 @@ pub(crate) fn plan<'a>(
             }
             .digest();
             plan.rows.push(EventRow {
+                append,
                 position: plan.head,
                 event_id: event.event_id,
                 stream_id: append.stream.as_str(),

@@ -18,6 +18,7 @@ pub mod hash;
 pub mod head;
 pub mod migrate;
 pub mod postgres;
+mod recent;
 mod rows;
 pub mod sqlite;
 pub mod store;

@@ -66,6 +66,13 @@ pub trait EventStore: Send + Sync + 'static {
         DEFAULT_POLL_INTERVAL
     }
 
+    /// The events after `after_position`, at most `limit`, as stored, if this store still holds them in memory from
+    /// its own recent commits (see `recent.rs`); `None` when the log must be read. A page from memory may end before
+    /// the log does. Subscriptions ask here before they read the log.
+    fn recent(&self, _after_position: u64, _limit: usize) -> Option<Vec<RecordedEvent>> {
+        None
+    }
+
     /// The upcasting steps applied by [`read_stream`](Self::read_stream) and [`read_all`](Self::read_all).
     fn upcasters(&self) -> &Upcasters;
 
@@ -90,6 +97,15 @@ pub trait EventStore: Send + Sync + 'static {
     async fn read_all(&self, after_position: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
         let events = self.read_all_stored(after_position, limit).await?;
         events.into_iter().map(|event| self.upcasters().apply(event)).collect()
+    }
+
+    /// [`read_all`](Self::read_all) for a follower of the log: served from [`recent`](Self::recent) when it can be,
+    /// so the page may end before the log does (a follower reads on from its last event).
+    async fn read_all_following(&self, after_position: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
+        match self.recent(after_position, limit) {
+            Some(events) => events.into_iter().map(|event| self.upcasters().apply(event)).collect(),
+            None => self.read_all(after_position, limit).await,
+        }
     }
 
     /// Every event after `after_position`: first those already committed (catch-up), then new ones as they commit

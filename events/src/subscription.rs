@@ -71,8 +71,8 @@ async fn follow<S: EventStore + ?Sized>(
     let mut backoff = Duration::from_millis(50);
     loop {
         // Mark the head as seen *before* reading, so a commit between the read and the wait still wakes us.
-        head.borrow_and_update();
-        let page = match store.read_all(position, PAGE_SIZE).await {
+        let seen = *head.borrow_and_update();
+        let page = match store.read_all_following(position, PAGE_SIZE).await {
             Ok(page) => {
                 backoff = Duration::from_millis(50);
                 page
@@ -91,24 +91,28 @@ async fn follow<S: EventStore + ?Sized>(
                 continue;
             }
         };
-        if page.is_empty() {
-            tokio::select! {
-                changed = head.changed() => {
-                    if changed.is_err() {
-                        // The store dropped its watch: it is closed.
-                        return;
-                    }
-                }
-                () = tokio::time::sleep(poll_interval) => {}
-                () = sender.closed() => return,
-            }
-            continue;
-        }
+        let read_some = !page.is_empty();
         for event in page {
             position = event.position;
             if sender.send(Ok(event)).await.is_err() {
                 return;
             }
+        }
+        // Read on at once while the pages stop short of the head seen before the read. At that head (or past it),
+        // reading again now would find nothing, and anything committed since has changed the watch: wait for it,
+        // as after an empty page.
+        if read_some && position < seen {
+            continue;
+        }
+        tokio::select! {
+            changed = head.changed() => {
+                if changed.is_err() {
+                    // The store dropped its watch: it is closed.
+                    return;
+                }
+            }
+            () = tokio::time::sleep(poll_interval) => {}
+            () = sender.closed() => return,
         }
     }
 }

@@ -85,7 +85,8 @@ impl LiveFeed {
             let mut live = self.sender.subscribe();
             let joined = self.published.load(Ordering::SeqCst);
             while last < joined {
-                let page = self.store.read_all(last, CATCH_UP_PAGE).await.map_err(|error| error.to_string())?;
+                let page =
+                    self.store.read_all_following(last, CATCH_UP_PAGE).await.map_err(|error| error.to_string())?;
                 if page.is_empty() {
                     break;
                 }

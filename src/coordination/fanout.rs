@@ -206,6 +206,10 @@ impl EventStore for AnnouncingStore {
         self.inner.poll_interval()
     }
 
+    fn recent(&self, after_position: u64, limit: usize) -> Option<Vec<RecordedEvent>> {
+        self.inner.recent(after_position, limit)
+    }
+
     fn upcasters(&self) -> &Upcasters {
         self.inner.upcasters()
     }

@@ -4,6 +4,7 @@
 //! connection costs latency, never correctness.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,10 +14,11 @@ use tokio_postgres::{AsyncMessage, Config, NoTls};
 use super::connect::describe;
 
 /// Runs until the store and all its subscriptions are gone.
-pub(crate) async fn run(config: Config, head: Arc<watch::Sender<u64>>) {
+/// Notifications sent by the server process `writer_pid` (this store's own writer) are left out.
+pub(crate) async fn run(config: Config, head: Arc<watch::Sender<u64>>, writer_pid: Arc<AtomicI32>) {
     loop {
         tokio::select! {
-            () = listen_once(&config, &head) => {}
+            () = listen_once(&config, &head, &writer_pid) => {}
             () = head.closed() => return,
         }
         tokio::select! {
@@ -26,7 +28,7 @@ pub(crate) async fn run(config: Config, head: Arc<watch::Sender<u64>>) {
     }
 }
 
-async fn listen_once(config: &Config, head: &watch::Sender<u64>) {
+async fn listen_once(config: &Config, head: &watch::Sender<u64>, writer_pid: &AtomicI32) {
     let (client, mut connection) = match config.connect(NoTls).await {
         Ok(pair) => pair,
         Err(error) => {
@@ -40,7 +42,7 @@ async fn listen_once(config: &Config, head: &watch::Sender<u64>) {
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(notification)) => {
-                    if sender.send(notification.payload().to_owned()).is_err() {
+                    if sender.send((notification.process_id(), notification.payload().to_owned())).is_err() {
                         return;
                     }
                 }
@@ -57,7 +59,10 @@ async fn listen_once(config: &Config, head: &watch::Sender<u64>) {
         driver.abort();
         return;
     }
-    while let Some(payload) = notifications.recv().await {
+    while let Some((sender_pid, payload)) = notifications.recv().await {
+        if sender_pid == writer_pid.load(Ordering::SeqCst) {
+            continue;
+        }
         if let Ok(position) = payload.parse::<u64>() {
             crate::head::advance(head, position);
         }

@@ -20,6 +20,7 @@ use crate::envelope::{AppendOutcome, EventMetadata, ExpectedVersion, NewEvent, R
 use crate::error::{StoreError, StoreResult};
 use crate::hash::unix_micros;
 use crate::migrate::MigrationReport;
+use crate::recent::RecentEvents;
 use crate::rows::{MetadataCache, StoredRow, to_i64};
 use crate::store::EventStore;
 use crate::upcast::Upcasters;
@@ -79,6 +80,8 @@ struct Inner {
     poll_interval: Duration,
     upcasters: Upcasters,
     read_ahead: read_ahead::ReadAhead,
+    /// What the writer committed last, for subscriptions.
+    recent: Arc<RecentEvents>,
 }
 
 impl PostgresStore {
@@ -109,15 +112,19 @@ impl PostgresStore {
         let head_sender = Arc::new(head_sender);
         let head_hints = Arc::downgrade(&head_sender);
         let (queue_sender, queue_receiver) = mpsc::channel(QUEUE_DEPTH);
+        let recent = Arc::new(RecentEvents::default());
+        let writer_pid = Arc::new(std::sync::atomic::AtomicI32::new(0));
         let writer = writer::Writer {
             config: config.clone(),
             queue: queue_receiver,
             head: Arc::clone(&head_sender),
+            recent: Arc::clone(&recent),
+            pid: Arc::clone(&writer_pid),
             hook: options.commit_hook,
         };
         tokio::spawn(writer.run());
         if options.listen {
-            tokio::spawn(listener::run(config, head_sender));
+            tokio::spawn(listener::run(config, head_sender, writer_pid));
         }
         tracing::info!(database = %location, head, listen = options.listen, "postgres_store_opened");
         Ok(Self {
@@ -130,6 +137,7 @@ impl PostgresStore {
                 poll_interval: options.poll_interval,
                 upcasters: options.upcasters,
                 read_ahead: read_ahead::ReadAhead::default(),
+                recent,
             }),
         })
     }
@@ -283,6 +291,10 @@ impl EventStore for PostgresStore {
 
     fn poll_interval(&self) -> Duration {
         self.inner.poll_interval
+    }
+
+    fn recent(&self, after_position: u64, limit: usize) -> Option<Vec<RecordedEvent>> {
+        self.inner.recent.after(after_position, limit)
     }
 
     fn upcasters(&self) -> &Upcasters {

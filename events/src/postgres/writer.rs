@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -30,6 +31,7 @@ use crate::batch::{
 };
 use crate::error::{StoreError, StoreResult};
 use crate::hash::Hash;
+use crate::recent::RecentEvents;
 use crate::rows::to_i64;
 
 /// Most events committed in one transaction.
@@ -86,6 +88,11 @@ pub(crate) struct Writer {
     pub config: Config,
     pub queue: mpsc::Receiver<Submission>,
     pub head: Arc<watch::Sender<u64>>,
+    pub recent: Arc<RecentEvents>,
+    /// The server process of the writer's connection: the listener ignores the notifications it sends, because the
+    /// writer announces its own commits once it has recorded them in `recent` (the listener would often hear of a
+    /// commit first and wake the subscriptions before its events were in memory, sending them to the database).
+    pub pid: Arc<AtomicI32>,
     pub hook: Option<CommitHook>,
 }
 
@@ -130,6 +137,16 @@ impl Writer {
         let statements = Statements::prepare(&client).await.map_err(|error| {
             StoreError::Unavailable(format!("{}: preparing statements: {}", describe(&self.config), cause(&error)))
         })?;
+        // The listener hears this connection's notifications too; it leaves them to the writer (see `pid`).
+        let pid: i32 =
+            client.query_one("SELECT pg_backend_pid()", &[]).await.map(|row| row.get(0)).map_err(|error| {
+                StoreError::Unavailable(format!(
+                    "{}: reading the backend pid: {}",
+                    describe(&self.config),
+                    cause(&error)
+                ))
+            })?;
+        self.pid.store(pid, Ordering::SeqCst);
         Ok((client, statements))
     }
 
@@ -194,6 +211,7 @@ impl Writer {
                         head = committed.head,
                         "batch_committed"
                     );
+                    self.recent.committed(committed.recorded);
                     crate::head::advance(&self.head, committed.head);
                     batch::reply_all(batch, committed.results);
                 }

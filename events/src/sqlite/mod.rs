@@ -23,6 +23,7 @@ use crate::batch::{CommitHook, PendingAppend, Submission};
 use crate::envelope::{AppendOutcome, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use crate::error::{StoreError, StoreResult};
 use crate::migrate::MigrationReport;
+use crate::recent::RecentEvents;
 use crate::rows::{MetadataCache, StoredRow, to_i64};
 use crate::store::EventStore;
 use crate::upcast::Upcasters;
@@ -116,6 +117,8 @@ struct Inner {
     /// One permit per read connection.
     reading: Arc<Semaphore>,
     upcasters: Upcasters,
+    /// What the writer committed last, for subscriptions.
+    recent: Arc<RecentEvents>,
 }
 
 impl SqliteStore {
@@ -167,12 +170,14 @@ impl SqliteStore {
             .pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)
             .map_err(|error| StoreError::database(format!("{}: setting wal_autocheckpoint", path.display()), error))?;
         let checkpointer = checkpoint::start(&path)?;
+        let recent = Arc::new(RecentEvents::default());
         let writer = writer::Writer {
             connection,
             checkpointer,
             path: path.clone(),
             queue: queue_receiver,
             head: head_sender,
+            recent: Arc::clone(&recent),
             hook: options.commit_hook,
         };
         std::thread::Builder::new()
@@ -190,6 +195,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 reading: Arc::new(Semaphore::new(READERS)),
                 upcasters: options.upcasters,
+                recent,
             }),
         })
     }
@@ -358,6 +364,10 @@ impl EventStore for SqliteStore {
 
     fn poll_interval(&self) -> Duration {
         self.inner.poll_interval
+    }
+
+    fn recent(&self, after_position: u64, limit: usize) -> Option<Vec<RecordedEvent>> {
+        self.inner.recent.after(after_position, limit)
     }
 
     fn upcasters(&self) -> &Upcasters {

@@ -27,6 +27,7 @@ pub(crate) struct Writer {
     pub path: PathBuf,
     pub queue: mpsc::Receiver<Submission>,
     pub head: Arc<watch::Sender<u64>>,
+    pub recent: Arc<crate::recent::RecentEvents>,
     pub hook: Option<CommitHook>,
 }
 
@@ -52,6 +53,7 @@ impl Writer {
             match result {
                 Ok(committed) => {
                     if committed.events > 0 {
+                        self.recent.committed(committed.recorded);
                         crate::head::advance(&self.head, committed.head);
                         self.checkpointer.committed();
                     }

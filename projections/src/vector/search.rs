@@ -312,21 +312,23 @@ impl Searcher {
             rrf_k: self.fusion.rrf_k,
         };
         let collection = live_collection(self.generations.as_ref(), &self.config).await?;
-        let hits = match self.index.search(&collection, &query).await {
+        // The read model's live generation is looked up while the index searches.
+        let (hits, generation) =
+            tokio::join!(self.index.search(&collection, &query), self.generations.live_generation(READ_MODEL));
+        let hits = match hits {
             Err(IndexError::MissingCollection(_)) => return Ok(Vec::new()),
             other => other?,
         };
-        self.with_texts(hits).await
+        self.with_texts(hits, generation?).await
     }
 
     /// Joins the hits with their chunks in the read model's live generation, keeping the index's order; a hit the
     /// read model does not serve (see [`SearchHit::joined`]) is left out.
-    async fn with_texts(&self, hits: Vec<IndexHit>) -> Result<Vec<SearchHit>, SearchError> {
+    async fn with_texts(&self, hits: Vec<IndexHit>, generation: u32) -> Result<Vec<SearchHit>, SearchError> {
         if hits.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<(Uuid, u32)> = hits.iter().map(|hit| (hit.document_id, hit.chunk_index)).collect();
-        let generation = self.generations.live_generation(READ_MODEL).await?;
         let chunks = self.generations.chunks_by_key(generation, &keys).await?;
         let found = hits.len();
         let joined: Vec<SearchHit> = hits
