@@ -184,7 +184,7 @@ impl ScratchDatabase {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_scratch_dir(&self.dir);
         if let Some(name) = self.database.take() {
             // Drop runs inside the test's runtime, which cannot block on itself: use a thread with its own.
             let _ = std::thread::spawn(move || {
@@ -221,4 +221,24 @@ macro_rules! contract_tests {
             )*
         }
     };
+}
+
+/// Removes a scratch directory. A stopped server's background threads (the vector index's writer, flusher and
+/// optimizer, a blob pack being written) may still create files in it while it is being removed, which makes
+/// `remove_dir_all` fail half-way, or recreate it just after: try again for a while, until it stays gone.
+fn remove_scratch_dir(dir: &std::path::Path) {
+    let mut gone_since: Option<std::time::Instant> = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let _ = std::fs::remove_dir_all(dir);
+        if dir.exists() {
+            gone_since = None;
+        } else if gone_since.get_or_insert_with(std::time::Instant::now).elapsed()
+            >= std::time::Duration::from_millis(300)
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    eprintln!("scratch directory {} could not be removed", dir.display());
 }
