@@ -90,20 +90,20 @@ pub trait EventStore: Send + Sync + 'static {
     /// Events of one stream from `from_version`, at most `limit`, upcast to their current schemas.
     async fn read_stream(&self, stream: &StreamId, from_version: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
         let events = self.read_stream_stored(stream, from_version, limit).await?;
-        events.into_iter().map(|event| self.upcasters().apply(event)).collect()
+        self.upcasters().apply_all(events)
     }
 
     /// Events after `after_position`, at most `limit`, upcast to their current schemas.
     async fn read_all(&self, after_position: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
         let events = self.read_all_stored(after_position, limit).await?;
-        events.into_iter().map(|event| self.upcasters().apply(event)).collect()
+        self.upcasters().apply_all(events)
     }
 
     /// [`read_all`](Self::read_all) for a follower of the log: served from [`recent`](Self::recent) when it can be,
     /// so the page may end before the log does (a follower reads on from its last event).
     async fn read_all_following(&self, after_position: u64, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
         match self.recent(after_position, limit) {
-            Some(events) => events.into_iter().map(|event| self.upcasters().apply(event)).collect(),
+            Some(events) => self.upcasters().apply_all(events),
             None => self.read_all(after_position, limit).await,
         }
     }

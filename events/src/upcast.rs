@@ -38,6 +38,11 @@ impl Upcasters {
         self
     }
 
+    /// Lifts each event to the newest schema its type has.
+    pub fn apply_all(&self, events: Vec<RecordedEvent>) -> StoreResult<Vec<RecordedEvent>> {
+        events.into_iter().map(|event| self.apply(event)).collect()
+    }
+
     /// Lifts an event to the newest schema its type has.
     pub fn apply(&self, mut event: RecordedEvent) -> StoreResult<RecordedEvent> {
         let Some(steps) = self.steps.get(event.event_type.as_str()) else { return Ok(event) };

@@ -165,16 +165,16 @@ impl SearchHit {
     /// The hit with its chunk as the read model serves it, if that is the chunk the index scored: `None` when the
     /// read model has no such chunk (the document was deleted or is being reprocessed there, or the read model has
     /// not caught up with it yet) or a chunk over another byte range (the document was re-chunked).
-    pub fn joined(hit: IndexHit, chunk: &ChunkRow) -> Option<Self> {
+    pub fn joined(hit: IndexHit, chunk: ChunkRow) -> Option<Self> {
         let same = chunk.document_id == hit.document_id
             && chunk.chunk_index == hit.chunk_index
             && chunk.byte_start == hit.byte_start
             && chunk.byte_end == hit.byte_end;
-        same.then(|| Self {
+        same.then_some(Self {
             document_id: hit.document_id,
             chunk_index: hit.chunk_index,
             score: hit.score,
-            text: chunk.text.clone(),
+            text: chunk.text,
             byte_start: hit.byte_start,
             byte_end: hit.byte_end,
         })
@@ -329,12 +329,12 @@ impl Searcher {
             return Ok(Vec::new());
         }
         let keys: Vec<(Uuid, u32)> = hits.iter().map(|hit| (hit.document_id, hit.chunk_index)).collect();
-        let chunks = self.generations.chunks_by_key(generation, &keys).await?;
+        let mut chunks = self.generations.chunks_by_key(generation, &keys).await?;
         let found = hits.len();
         let joined: Vec<SearchHit> = hits
             .into_iter()
             .filter_map(|hit| {
-                let chunk = chunks.get(&(hit.document_id, hit.chunk_index))?;
+                let chunk = chunks.remove(&(hit.document_id, hit.chunk_index))?;
                 SearchHit::joined(hit, chunk)
             })
             .collect();
@@ -374,15 +374,15 @@ mod tests {
         let document_id = Uuid::now_v7();
         let hit = IndexHit { document_id, chunk_index: 2, score: 1.5, byte_start: 10, byte_end: 20 };
         let chunk = ChunkRow { document_id, chunk_index: 2, text: "0123456789".into(), byte_start: 10, byte_end: 20 };
-        let joined = SearchHit::joined(hit.clone(), &chunk).expect("the same chunk");
+        let joined = SearchHit::joined(hit.clone(), chunk.clone()).expect("the same chunk");
         assert_eq!(
             (joined.text.as_str(), joined.score, joined.byte_start, joined.byte_end),
             ("0123456789", 1.5, 10, 20)
         );
         let rechunked = ChunkRow { byte_end: 25, ..chunk.clone() };
-        assert_eq!(SearchHit::joined(hit.clone(), &rechunked), None, "another byte range: the document was re-chunked");
+        assert_eq!(SearchHit::joined(hit.clone(), rechunked), None, "another byte range: the document was re-chunked");
         let other = ChunkRow { chunk_index: 3, ..chunk };
-        assert_eq!(SearchHit::joined(hit, &other), None, "another chunk");
+        assert_eq!(SearchHit::joined(hit, other), None, "another chunk");
     }
 
     #[test]
