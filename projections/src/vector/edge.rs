@@ -103,6 +103,24 @@ fn release(shard: Arc<EdgeShard>) {
     }
 }
 
+/// Deletes a dropped collection's directory. Dropping a shard's last handle flushes it on qdrant's background flush
+/// threads, which may still be writing a file while the directory is removed (`remove_dir_all` then fails with
+/// "Directory not empty"): try again while that lasts, for at most about a second.
+fn remove_collection_dir(name: &str, path: &Path) -> Result<(), IndexError> {
+    let mut attempts = 0;
+    loop {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempts < 40 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(error) => return Err(IndexError::engine(name, error)),
+        }
+    }
+}
+
 /// qdrant-edge collections under one directory.
 ///
 /// A dropped collection's directory is deleted only once nothing uses its shard any more: qdrant-edge flushes a
@@ -205,11 +223,7 @@ impl EdgeIndex {
         for (name, path, collection) in idle {
             blocking(&name.clone(), move || {
                 drop(collection);
-                match std::fs::remove_dir_all(&path) {
-                    Ok(()) => Ok(()),
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(error) => Err(IndexError::engine(&name, error)),
-                }
+                remove_collection_dir(&name, &path)
             })
             .await?;
         }
@@ -465,12 +479,7 @@ impl VectorIndex for EdgeIndex {
             Some(collection) => self.retired().push((name.to_owned(), path, collection)),
             None => {
                 let owned = name.to_owned();
-                blocking(name, move || match std::fs::remove_dir_all(&path) {
-                    Ok(()) => Ok(()),
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(error) => Err(IndexError::engine(&owned, error)),
-                })
-                .await?;
+                blocking(name, move || remove_collection_dir(&owned, &path)).await?;
             }
         }
         self.reap().await
