@@ -257,10 +257,9 @@ impl Runtime {
         };
         // Check the command before writing the blob, so a refused upload leaves nothing behind.
         decide(&DocumentState::default(), command.clone())?;
-        let blobs = self.blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.put_hashed(&bytes, digest))
+        self.blobs
+            .put_hashed_async(bytes, digest)
             .await
-            .map_err(|error| CommandError::Unavailable(error.to_string()))?
             .map_err(|error| CommandError::Unavailable(error.to_string()))?;
         let outcome = self
             .execute(CommandRequest { document_id, command, metadata: request.event_metadata, expected_version: None })

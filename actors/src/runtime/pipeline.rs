@@ -136,9 +136,19 @@ impl Pipeline {
     }
 
     /// Starts a job; its result is sent to `reply_to` as [`DocumentMsg::StageFinished`].
+    ///
+    /// Parsing and chunking run wholly on the background runtime, whose blocking pool they use: handed over from a
+    /// request worker, each job had that worker take the pool's lock, which the background threads (lower priority,
+    /// so often preempted while holding it) also take, and the workers spun on it (about 2,000 `sched_yield` calls
+    /// per second in an upload burst). The embed stage stays on the caller's runtime: its HTTP connections are pooled
+    /// with the query embeddings of requests, and a connection is driven by the runtime that opened it.
     pub fn start(self: &Arc<Self>, job: StageJob, reply_to: ActorRef<DocumentMsg>) {
         let pipeline = Arc::clone(self);
-        tokio::spawn(async move {
+        let runtime = match job.stage {
+            Stage::Parse | Stage::Chunk => dossier_projections::background::runtime().clone(),
+            Stage::Embed => tokio::runtime::Handle::current(),
+        };
+        runtime.spawn(async move {
             let started = std::time::Instant::now();
             let result = match std::panic::AssertUnwindSafe(pipeline.run(&job)).catch_unwind().await {
                 Ok(result) => result,

@@ -6,6 +6,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use dossier_events::{EventStore, RecordedEvent};
@@ -97,7 +98,9 @@ impl Projection for VectorProjection {
             index: Arc::clone(&self.index),
             generations: Arc::clone(&self.generations),
             fold: VectorFold::new(self.config.clone(), Arc::clone(&self.bm25)).with_skipped(skipped),
+            unflushed: None,
             unsettled: None,
+            flushed_at: Instant::now(),
         })
     }
 
@@ -122,11 +125,24 @@ struct VectorWriter {
     index: Arc<dyn VectorIndex>,
     generations: Arc<dyn ReadModelStore>,
     fold: VectorFold,
-    /// The last batch, applied or being applied, whose checkpoint has not moved yet (see [`BatchWriter::settle`]).
+    /// Batches applied or being applied since the last flush was queued (see [`FLUSH_INTERVAL`]).
+    unflushed: Option<Unflushed>,
+    /// The batches whose flush is queued and whose checkpoint has not moved yet (see [`BatchWriter::settle`]).
     unsettled: Option<Unsettled>,
+    /// When the last flush was queued.
+    flushed_at: Instant,
 }
 
-/// A batch whose writes and flush are queued, and the checkpoint move that waits for them.
+/// Consecutive batches whose writes are queued and not flushed yet: the log from `from` (exclusive) to `to`. One
+/// chain spans them all, so a write that fails stops every later one and the flush: what is applied stays a prefix.
+struct Unflushed {
+    from: u64,
+    to: u64,
+    parts: VecDeque<Queued>,
+    chain: WriteChain,
+}
+
+/// Batches whose writes and flush are queued, and the checkpoint move that waits for them.
 struct Unsettled {
     from: u64,
     to: u64,
@@ -141,49 +157,58 @@ const PART_EVENTS: usize = 500;
 /// Parts folded ahead of the index's writer at most (each holds about 50 points with their vectors).
 const PARTS_AHEAD: usize = 8;
 
+/// While batches follow one another, the index is flushed, and the checkpoint moved, at most this often; the
+/// batches in between are applied (searchable) at once and made durable by the next flush. A flush writes back
+/// every page the writes dirtied (`msync`: page-table walks and TLB shootdowns on every core), and flushing after
+/// each 20 ms batch of an upload burst cost about a twentieth of the machine. A crash replays at most this much more
+/// of the log, whose writes are idempotent. When the runner waits for events, [`BatchWriter::settle`] flushes at once.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 #[async_trait]
 impl BatchWriter for VectorWriter {
-    /// Folds the batch and queues its writes and a flush on the index, then moves the checkpoint of the batch before
-    /// it (whose flush is done by then, or nearly) and returns: this batch's checkpoint moves with the next batch or
-    /// at [`settle`](BatchWriter::settle). The index's writer so goes from one batch to the next without waiting for
+    /// Folds the batch and queues its writes on the index, then, once [`FLUSH_INTERVAL`] has passed since the last
+    /// flush, a flush and the checkpoint move of the batches before that flush (which is done by then, or nearly).
+    /// Returns the checkpoint, which so trails the batches not flushed yet: they move with a later batch or at
+    /// [`settle`](BatchWriter::settle). The index's writer so goes from one batch to the next without waiting for
     /// the flush, the commit, or the runner.
     async fn write(&mut self, from: u64, to: u64, batch: &[RecordedEvent]) -> Result<u64, RunnerError> {
-        let started = std::time::Instant::now();
-        let mut fold_time = std::time::Duration::ZERO;
+        let started = Instant::now();
+        let mut fold_time = Duration::ZERO;
         // Parts are queued in the order they were folded; the checkpoint moves only after the last one was applied
         // and flushed. A part that fails to fold (a poison event), or to apply, leaves the parts before it applied
         // and none after it (the chain): a prefix of the log, each event whole, which the replay from the unmoved
         // checkpoint writes again, unchanged (every op is idempotent).
-        let chain = WriteChain::default();
-        let mut parts: VecDeque<Queued> = VecDeque::new();
+        let span = self.unflushed.get_or_insert_with(|| Unflushed {
+            from,
+            to: from,
+            parts: VecDeque::new(),
+            chain: WriteChain::default(),
+        });
         for part in batch.chunks(PART_EVENTS) {
-            let part_started = std::time::Instant::now();
+            let part_started = Instant::now();
             let folded = self.fold.fold(self.log.as_ref(), part).await;
             fold_time += part_started.elapsed();
             let ops = match folded {
                 Ok(ops) => ops,
                 Err(error) => {
-                    // What came before it in the log settles first (its failure would be the one to report).
+                    // What came before it in the log settles first (its failure would be the one to report); the
+                    // span still ends before this batch, so the checkpoint stops at `from`.
                     self.settle().await?;
-                    for earlier in parts {
-                        earlier.applied().await?;
-                    }
                     return Err(fold_error(error));
                 }
             };
-            parts.push_back(self.index.apply_queued(&self.collection, ops, &chain).await?);
-            // The previous batch's parts were queued before these, so only this batch's can be pending here.
-            while parts.len() > PARTS_AHEAD {
-                if let Some(oldest) = parts.pop_front() {
+            span.parts.push_back(self.index.apply_queued(&self.collection, ops, &span.chain).await?);
+            // Only this span's parts can be pending here (earlier spans were queued before them).
+            while span.parts.len() > PARTS_AHEAD {
+                if let Some(oldest) = span.parts.pop_front() {
                     oldest.applied().await?;
                 }
             }
         }
-        let flush = self.index.flush_queued(&self.collection, &chain).await?;
+        span.to = to;
         let folded = started.elapsed();
-        let previous = self.unsettled.replace(Unsettled { from, to, parts, flush });
-        if let Some(previous) = previous {
-            self.commit(previous).await?;
+        if self.flushed_at.elapsed() >= FLUSH_INTERVAL {
+            self.flush().await?;
         }
         tracing::debug!(
             events = batch.len(),
@@ -192,10 +217,11 @@ impl BatchWriter for VectorWriter {
             settle_previous_ms = (started.elapsed() - folded).as_secs_f64() * 1e3,
             "vector_batch_written"
         );
-        Ok(from)
+        Ok(self.checkpoint(to))
     }
 
     async fn settle(&mut self) -> Result<Option<u64>, RunnerError> {
+        self.flush().await?;
         match self.unsettled.take() {
             Some(unsettled) => self.commit(unsettled).await.map(Some),
             None => Ok(None),
@@ -204,15 +230,36 @@ impl BatchWriter for VectorWriter {
 }
 
 impl VectorWriter {
-    /// Waits for a batch's writes and flush, then moves its checkpoint; returns it.
-    async fn commit(&mut self, batch: Unsettled) -> Result<u64, RunnerError> {
-        let Unsettled { from, to, parts, flush } = batch;
+    /// Queues a flush behind the unflushed batches' writes, then moves the checkpoint of the batches flushed before.
+    async fn flush(&mut self) -> Result<(), RunnerError> {
+        let Some(Unflushed { from, to, parts, chain }) = self.unflushed.take() else {
+            return Ok(());
+        };
+        let flush = self.index.flush_queued(&self.collection, &chain).await?;
+        self.flushed_at = Instant::now();
+        if let Some(previous) = self.unsettled.replace(Unsettled { from, to, parts, flush }) {
+            self.commit(previous).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for batches' writes and flush, then moves their checkpoint; returns it.
+    async fn commit(&mut self, batches: Unsettled) -> Result<u64, RunnerError> {
+        let Unsettled { from, to, parts, flush } = batches;
         for part in parts {
             part.applied().await?;
         }
         flush.applied().await?;
-        self.generations.commit(&self.name, self.generation, from, to, &[]).await?;
+        if to > from {
+            self.generations.commit(&self.name, self.generation, from, to, &[]).await?;
+        }
         Ok(to)
+    }
+
+    /// The checkpoint after a batch that ended at `to`: the start of the oldest batches not settled yet.
+    fn checkpoint(&self, to: u64) -> u64 {
+        let unsettled = self.unsettled.as_ref().map(|batches| batches.from);
+        unsettled.or(self.unflushed.as_ref().map(|batches| batches.from)).unwrap_or(to)
     }
 }
 
