@@ -80,6 +80,9 @@ struct LaneState {
     /// What the records will index: those being flushed first (while `flushing`), then those waiting.
     queued: Vec<Queued>,
     flushing: bool,
+    /// A [`Leader`] job is claimed or running: it flushes until nothing is queued, so async callers' records never
+    /// depend on a blocking caller that may return once its own record is durable.
+    leader: bool,
 }
 
 /// A pack file this process knows of.
@@ -147,8 +150,8 @@ impl Packs {
     }
 
     /// [`put`](Self::put) for async callers: the caller's task waits for the group commit without holding a thread.
-    /// The first caller to find no flush in progress in the lane hands the flushing to the runtime's blocking pool
-    /// (one job per group, which flushes until nothing is queued), the others only wait for their record's outcome.
+    /// The first caller to find no [`Leader`] in the lane hands the flushing to the runtime's blocking pool (one job
+    /// per busy period, which flushes until nothing is queued), the others only wait for their record's outcome.
     /// Measured on an upload burst, a blocking-pool job and a condition-variable wait per upload were about a third
     /// of the process's `futex` calls.
     pub async fn put_async(self: Arc<Self>, digest: [u8; 32], bytes: &[u8], lane: Lane) -> Result<(), BlobError> {
@@ -168,8 +171,8 @@ impl Packs {
             record.tasks.push(sender);
             let lane_state = &mut state.lanes[lane];
             // Claimed here, so that the callers arriving before the job starts leave the flushing to it.
-            let lead = !lane_state.flushing;
-            lane_state.flushing = true;
+            let lead = !lane_state.leader;
+            lane_state.leader = true;
             lead.then_some(lane)
         };
         if let Some(lane) = lead {
@@ -183,12 +186,19 @@ impl Packs {
         }
     }
 
-    /// The flushing claimed by [`put_async`](Self::put_async): flushes `lane` until nothing is queued in it.
+    /// The flushing claimed by [`put_async`](Self::put_async): flushes `lane` until nothing is queued in it, after
+    /// any flush a blocking caller is leading.
     fn lead(&self, lane: usize) {
         let mut state = self.lock();
-        state.lanes[lane].flushing = false;
-        while !state.lanes[lane].queued.is_empty() && !state.lanes[lane].flushing {
-            state = self.flush(state, lane);
+        loop {
+            if state.lanes[lane].flushing {
+                state = self.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+            } else if state.lanes[lane].queued.is_empty() {
+                state.lanes[lane].leader = false;
+                return;
+            } else {
+                state = self.flush(state, lane);
+            }
         }
     }
 
@@ -349,8 +359,8 @@ impl Packs {
 }
 
 /// The flushing claimed by [`Packs::put_async`], as a job of the blocking pool. Dropped without having finished (the
-/// runtime shut down before it ran, or a panic unwound it), it gives the lane back and fails what is still queued
-/// there, so that no caller waits for a flush that will not come.
+/// runtime shut down before it ran), it gives up the claim and drops the async callers' senders, so that none of them
+/// waits for a flush that will not come (each gets an error; a blocking caller's record still flushes as usual).
 struct Leader {
     packs: Arc<Packs>,
     lane: usize,
@@ -369,18 +379,12 @@ impl Drop for Leader {
         if self.finished {
             return;
         }
-        let message = "the blob flush was abandoned (the runtime is shutting down, or the flush panicked)".to_owned();
         let mut state = self.packs.lock();
         let lane = &mut state.lanes[self.lane];
-        lane.flushing = false;
-        lane.queue.clear();
-        for record in lane.queued.drain(..) {
-            for task in record.tasks {
-                let _ = task.send(Err(message.clone()));
-            }
-            let _ = record.outcome.set(Err(message.clone()));
+        lane.leader = false;
+        for record in &mut lane.queued {
+            record.tasks.clear();
         }
-        self.packs.done.notify_all();
     }
 }
 
