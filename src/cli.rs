@@ -257,6 +257,10 @@ pub enum Bench {
         /// Longest wait, in seconds, for the projections to catch up with the seeded log.
         #[arg(long, default_value_t = 900)]
         catch_up_timeout: u64,
+        /// A directory to write every measured request's start and latency to (`get_document.tsv`, `search.tsv`,
+        /// `upload.tsv`), to find stalls.
+        #[arg(long)]
+        trace: Option<std::path::PathBuf>,
     },
 }
 

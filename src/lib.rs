@@ -160,6 +160,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
                     corpus,
                     queries,
                     catch_up_timeout,
+                    trace,
                 },
         } => {
             let positive = |name: &str, value: f64, zero_ok: bool| {
@@ -172,6 +173,10 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             if connections == 0 {
                 return Err(AppError::Usage("--connections must be at least 1".into()));
             }
+            if let Some(dir) = &trace {
+                std::fs::create_dir_all(dir)
+                    .map_err(|error| AppError::io(format!("creating the trace directory {}", dir.display()), error))?;
+            }
             let params = commands::bench_api::ApiBench {
                 connections,
                 client_threads,
@@ -183,6 +188,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
                 upload_chars,
                 queries,
                 catch_up_timeout: Duration::from_secs(catch_up_timeout),
+                trace,
             };
             let text = commands::synthetic::SyntheticText::from_corpus(&corpus)?;
             commands::bench_api::run(&settings, backend, params, Arc::new(text)).await

@@ -52,6 +52,15 @@ pub struct ApiBench {
     pub queries: PathBuf,
     /// Longest wait for the projections to catch up with the seeded log.
     pub catch_up_timeout: Duration,
+    /// Where each endpoint's latency trace goes (see `load::run`), if anywhere.
+    pub trace: Option<PathBuf>,
+}
+
+impl ApiBench {
+    /// The trace file of `endpoint`, when tracing.
+    fn trace_file(&self, endpoint: &str) -> Option<PathBuf> {
+        self.trace.as_ref().map(|dir| dir.join(format!("{endpoint}.tsv")))
+    }
 }
 
 #[derive(Serialize)]
@@ -220,7 +229,7 @@ async fn scenarios(
         let uri = uris[((n * stride) % uris.len() as u64) as usize].clone();
         Client::request(&host, &reader, Method::GET, uri, None)
     });
-    let get_document = load::run(load, StatusCode::OK, make).await?;
+    let get_document = load::run(load, StatusCode::OK, make, params.trace_file("get_document")).await?;
     tracing::info!(requests_per_sec = get_document.requests_per_sec, p99_ms = get_document.p99_ms, "bench_api_get");
 
     let top_k = 10;
@@ -234,7 +243,7 @@ async fn scenarios(
         let body = bodies[(n % bodies.len() as u64) as usize].clone();
         Client::request(&host, &reader, Method::POST, Uri::from_static("/api/v1/search"), Some(body))
     });
-    let search = load::run(load, StatusCode::OK, make).await?;
+    let search = load::run(load, StatusCode::OK, make, params.trace_file("search")).await?;
     tracing::info!(requests_per_sec = search.requests_per_sec, p99_ms = search.p99_ms, "bench_api_search");
     let search = SearchReport { mode: "sparse", top_k, queries: count, first_query_hits, load: search };
 
@@ -250,7 +259,7 @@ async fn scenarios(
         let body = Bytes::from(body.to_string());
         Client::request(&host, &writer, Method::POST, Uri::from_static("/api/v1/documents"), Some(body))
     });
-    let upload = load::run(load, StatusCode::ACCEPTED, make).await?;
+    let upload = load::run(load, StatusCode::ACCEPTED, make, params.trace_file("upload")).await?;
     tracing::info!(accepted_per_sec = upload.ok_per_sec, p99_ms = upload.p99_ms, "bench_api_upload");
     // The uploads' processing outlives the run; the scratch store is removed only once it is done.
     let settle_seconds = client.wait_until_settled(true, params.catch_up_timeout).await?;

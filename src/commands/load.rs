@@ -6,6 +6,7 @@
 //! not take the server's worker threads and a profile tells the two apart.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -73,6 +74,8 @@ pub struct LoadReport {
 #[derive(Default)]
 struct Tally {
     latencies: Vec<Duration>,
+    /// Each measured request's start (from the start of the measured window), latency, and whether it was ok.
+    trace: Vec<(Duration, Duration, bool)>,
     ok: u64,
     errors: u64,
     first_error: Option<String>,
@@ -86,7 +89,13 @@ impl Tally {
 }
 
 /// Runs `make`'s requests against the server on a runtime of its own; `expected` is the status that counts as ok.
-pub async fn run(load: Load, expected: StatusCode, make: MakeRequest) -> Result<LoadReport, AppError> {
+/// With `trace`, every measured request is also written to that file (see [`write_trace`]).
+pub async fn run(
+    load: Load,
+    expected: StatusCode,
+    make: MakeRequest,
+    trace: Option<PathBuf>,
+) -> Result<LoadReport, AppError> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("bench-client".into())
@@ -97,7 +106,7 @@ pub async fn run(load: Load, expected: StatusCode, make: MakeRequest) -> Result<
                 .enable_all()
                 .build();
             let report = match runtime {
-                Ok(runtime) => runtime.block_on(drive(load, expected, make)),
+                Ok(runtime) => runtime.block_on(drive(load, expected, make, trace)),
                 Err(error) => Err(AppError::io("starting the load generator's runtime", error)),
             };
             let _ = sender.send(report);
@@ -106,7 +115,12 @@ pub async fn run(load: Load, expected: StatusCode, make: MakeRequest) -> Result<
     receiver.await.map_err(|_| AppError::Usage("the load generator's thread panicked".into()))?
 }
 
-async fn drive(load: Load, expected: StatusCode, make: MakeRequest) -> Result<LoadReport, AppError> {
+async fn drive(
+    load: Load,
+    expected: StatusCode,
+    make: MakeRequest,
+    trace: Option<PathBuf>,
+) -> Result<LoadReport, AppError> {
     let counter = Arc::new(AtomicU64::new(0));
     let measure_from = Instant::now() + load.warmup;
     let deadline = measure_from + load.duration;
@@ -119,6 +133,7 @@ async fn drive(load: Load, expected: StatusCode, make: MakeRequest) -> Result<Lo
     for task in tasks {
         let tally = task.await.map_err(|error| AppError::Usage(format!("a load connection panicked: {error}")))?;
         total.latencies.extend(tally.latencies);
+        total.trace.extend(tally.trace);
         total.ok += tally.ok;
         total.errors += tally.errors;
         if total.first_error.is_none() {
@@ -126,6 +141,9 @@ async fn drive(load: Load, expected: StatusCode, make: MakeRequest) -> Result<Lo
         }
     }
     let seconds = measure_from.elapsed().as_secs_f64();
+    if let Some(path) = &trace {
+        write_trace(path, measure_from, &mut total.trace)?;
+    }
     total.latencies.sort_unstable();
     let requests = total.latencies.len() as u64;
     Ok(LoadReport {
@@ -142,6 +160,23 @@ async fn drive(load: Load, expected: StatusCode, make: MakeRequest) -> Result<Lo
         p99_ms: percentile(&total.latencies, 0.99),
         max_ms: total.latencies.last().map_or(0.0, |max| max.as_secs_f64() * 1_000.0),
     })
+}
+
+/// Writes one line per measured request, in order of start: milliseconds from the start of the measured window to
+/// the request's start, its latency in milliseconds, and 1 or 0 (answered with the expected status or not),
+/// tab-separated. The first line, a comment, gives the window's start on the clock `Instant` reads (on Linux
+/// `CLOCK_MONOTONIC`, which `perf record -k mono` also uses), so that stalls can be matched with a profile.
+fn write_trace(path: &Path, measure_from: Instant, trace: &mut [(Duration, Duration, bool)]) -> Result<(), AppError> {
+    use std::io::Write;
+    trace.sort_unstable_by_key(|(at, ..)| *at);
+    let mut text = format!("# window start: {measure_from:?}\n# start_ms\tlatency_ms\tok\n");
+    for (at, took, ok) in trace.iter() {
+        let (at, took) = (at.as_secs_f64() * 1e3, took.as_secs_f64() * 1e3);
+        text.push_str(&format!("{at:.3}\t{took:.3}\t{}\n", u8::from(*ok)));
+    }
+    std::fs::File::create(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|error| AppError::io(format!("writing the latency trace {}", path.display()), error))
 }
 
 /// One keep-alive connection sending requests back to back until `deadline`; only requests sent from
@@ -178,6 +213,7 @@ async fn connection(
             Ok((status, body)) => {
                 sender = Some(connected);
                 if measured {
+                    tally.trace.push((began - measure_from, took, status == expected));
                     tally.latencies.push(took);
                     if status == expected {
                         tally.ok += 1;
@@ -188,6 +224,7 @@ async fn connection(
                 }
             }
             Err(error) if measured => {
+                tally.trace.push((began - measure_from, took, false));
                 tally.latencies.push(took);
                 tally.error(error);
             }
