@@ -112,11 +112,20 @@ pub(super) struct Packs {
     dir: PathBuf,
     state: Mutex<State>,
     done: Condvar,
+    /// Tests: the next flush reports its start here and waits to be released (then the hook is gone).
+    #[cfg(test)]
+    hold_next_flush: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
 }
 
 impl Packs {
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir, state: Mutex::new(State::default()), done: Condvar::new() }
+        Self {
+            dir,
+            state: Mutex::new(State::default()),
+            done: Condvar::new(),
+            #[cfg(test)]
+            hold_next_flush: Mutex::new(None),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -216,6 +225,11 @@ impl Packs {
         state.lanes[lane].flushing = true;
         let active = self.active(&mut state, lane);
         drop(state);
+        #[cfg(test)]
+        if let Some((started, release)) = self.hold_next_flush.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = started.send(());
+            let _ = release.recv();
+        }
 
         let written = active.and_then(|(pack, file, start)| {
             match file.write_all_at(&queue, start).and_then(|()| file.sync_data()) {
@@ -451,4 +465,43 @@ pub(super) fn append_raw(path: &Path, bytes: &[u8]) {
     use std::io::Write;
     let mut file = File::options().append(true).open(path).expect("open pack");
     file.write_all(bytes).expect("append");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_async_record_queued_while_a_blocking_caller_flushes_is_flushed_after_it_returns() {
+        let dir = std::env::temp_dir().join(format!("dossier-pack-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let packs = Arc::new(Packs::new(dir.clone()));
+        let (started, flush_started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        *packs.hold_next_flush.lock().unwrap() = Some((started, released));
+        // A blocking caller leads a flush of its own record and is held inside it.
+        let blocking = {
+            let packs = Arc::clone(&packs);
+            std::thread::spawn(move || packs.put([1; 32], b"blocking", Lane::Requests))
+        };
+        flush_started.recv_timeout(Duration::from_secs(10)).expect("the blocking flush started");
+        // An async caller queues its record in the same lane meanwhile: not part of the flush under way.
+        let pending = tokio::spawn(Arc::clone(&packs).put_async([2; 32], b"async", Lane::Requests));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!pending.is_finished(), "the async record cannot be durable before the held flush ends");
+        release.send(()).unwrap();
+        blocking.join().unwrap().expect("blocking put");
+        // The blocking caller returns once its own record is durable; the async one needs a leader of its own.
+        tokio::time::timeout(Duration::from_secs(10), pending)
+            .await
+            .expect("the async record was left without a leader")
+            .unwrap()
+            .expect("async put");
+        assert_eq!(packs.get(&[1; 32]).unwrap().as_deref(), Some(&b"blocking"[..]));
+        assert_eq!(packs.get(&[2; 32]).unwrap().as_deref(), Some(&b"async"[..]));
+        let reopened = Packs::new(dir.clone());
+        assert_eq!(reopened.get(&[2; 32]).unwrap().as_deref(), Some(&b"async"[..]), "durable in the pack file");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
