@@ -6,8 +6,8 @@
 //! with `bench api`, where appends from uploads and the pipeline never stop: a checkpoint every half second or so,
 //! a twelfth of the writer's time; its effect on the uploads' figures was within the machine's noise). Here a
 //! PASSIVE checkpoint runs on its own connection a moment after commits, alongside the writer and the readers; the
-//! automatic checkpoint of every connection to the file (the writer's, the read model's) stays as a backstop at
-//! [`WRITER_AUTOCHECKPOINT_PAGES`], should this thread fall behind.
+//! writer's own automatic checkpoint stays as a backstop at [`WRITER_AUTOCHECKPOINT_PAGES`], should this thread
+//! fall behind.
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
@@ -17,9 +17,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{StoreError, StoreResult};
 
-/// Pages of WAL at which a committing connection checkpoints itself (64 MiB of 4 KiB pages; SQLite's default is
-/// 1,000): set on every connection by [`super::configure`].
-pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+/// Pages of WAL at which the writer checkpoints itself (64 MiB of 4 KiB pages; SQLite's default is 1,000).
+pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// The shortest time between two checkpoints.
 const INTERVAL: Duration = Duration::from_millis(200);

@@ -7,7 +7,6 @@
 //! does not stop appending to do it.
 
 mod checkpoint;
-pub use checkpoint::WRITER_AUTOCHECKPOINT_PAGES;
 mod file;
 mod writer;
 
@@ -39,14 +38,8 @@ pub const DATABASE_FILE: &str = "dossier.db";
 /// value (any `stream_id = ?1 ... ORDER BY version` here) to be re-prepared whenever its bindings are cleared, and
 /// rusqlite clears them each time a cached statement goes back to its cache. The log writer re-prepared its
 /// stream-head query once per transaction, and every stream read re-prepared its query.
-///
-/// The automatic checkpoint at [`WRITER_AUTOCHECKPOINT_PAGES`] (a backstop) rather than SQLite's 1,000 pages: the
-/// log's checkpointer thread copies the WAL (`checkpoint.rs`). With SQLite's default the read model's projection,
-/// committing chunk texts, ran a checkpoint and an fsync of the database file after every few batches (27 a second
-/// under `bench api`'s uploads), on its own thread but competing for the disk with the log's commits.
 pub fn configure(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
-    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    connection.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map(|_| ())
 }
 
 /// SQLite's busy handler for every connection to the database: waits for another connection's lock (the read
@@ -173,6 +166,9 @@ impl SqliteStore {
         let head_sender = Arc::new(head_sender);
         let head_hints = Arc::downgrade(&head_sender);
         let (queue_sender, queue_receiver) = mpsc::channel(QUEUE_DEPTH);
+        connection
+            .pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)
+            .map_err(|error| StoreError::database(format!("{}: setting wal_autocheckpoint", path.display()), error))?;
         let checkpointer = checkpoint::start(&path)?;
         let recent = Arc::new(RecentEvents::default());
         let writer = writer::Writer {
@@ -403,29 +399,6 @@ mod tests {
         assert!(steps.windows(2).all(|pair| pair[0] <= pair[1]), "steps only grow");
         let total: Duration = steps.iter().sum();
         assert!(total >= Duration::from_secs(10) && total <= Duration::from_secs(11), "gives up after {total:?}");
-    }
-
-    #[test]
-    fn a_configured_connection_leaves_checkpoints_of_a_few_thousand_pages_to_the_checkpointer() {
-        let dir = std::env::temp_dir().join(format!("dossier-autocheckpoint-{}", Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("x.db");
-        // A plain connection in WAL mode, then `configure`: what the read model and the idempotency records do.
-        let connection = rusqlite::Connection::open(&path).expect("open");
-        connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).expect("wal");
-        configure(&connection).expect("configure");
-        connection.execute_batch("CREATE TABLE t (x BLOB)").expect("table");
-        let before = std::fs::metadata(&path).expect("database file").len();
-        // About 3,000 pages in one commit: past SQLite's default of 1,000, where the committing connection would
-        // copy them into the database file itself.
-        connection
-            .execute_batch("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) INSERT INTO t SELECT randomblob(4000) FROM n")
-            .expect("insert");
-        let after = std::fs::metadata(&path).expect("database file").len();
-        assert_eq!(after, before, "the commit checkpointed: the database file grew from {before} to {after} bytes");
-        let wal = std::fs::metadata(path.with_extension("db-wal")).expect("wal").len();
-        assert!(wal > 3_000 * 4_096, "the pages are in the WAL ({wal} bytes)");
-        std::fs::remove_dir_all(dir).expect("cleanup");
     }
 
     #[test]
