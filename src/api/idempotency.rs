@@ -207,11 +207,17 @@ impl SqliteIdempotency {
     /// kept for `retention`.
     pub fn open(data_dir: &std::path::Path, retention: Duration) -> Result<Self, String> {
         let path: PathBuf = data_dir.join(dossier_events::sqlite::DATABASE_FILE);
-        let connection = rusqlite::Connection::open(&path).map_err(|error| format!("{}: {error}", path.display()))?;
-        dossier_events::sqlite::configure(&connection).map_err(|error| format!("{}: {error}", path.display()))?;
-        connection
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|error| format!("{}: {error}", path.display()))?;
+        let located = |error: rusqlite::Error| format!("{}: {error}", path.display());
+        // Never creates the file: an empty database here would hide a wrong data directory until the first command.
+        let flags = rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+        let mut connection = rusqlite::Connection::open_with_flags(&path, flags).map_err(located)?;
+        dossier_events::sqlite::configure(&connection).map_err(located)?;
+        // The lock waits every other connection to the file takes (the log's writer holds the lock for well under
+        // a millisecond; SQLite's own `busy_timeout` sleeps a millisecond and more at the first conflict).
+        connection.busy_handler(Some(dossier_events::sqlite::wait_for_lock)).map_err(located)?;
+        connection.prepare("SELECT 1 FROM api_idempotency LIMIT 0").map_err(|error| {
+            format!("{}: no idempotency table ({error}): open the event store first, which migrates it", path.display())
+        })?;
         Ok(Self { connection: Arc::new(Mutex::new(connection)), retention })
     }
 
@@ -429,6 +435,19 @@ mod tests {
     fn recorded(ago: Duration) -> Record {
         let response = StoredResponse { status: 202, headers: Vec::new(), body: Vec::new() };
         Record { fingerprint: [0; 32], response, recorded_at: OffsetDateTime::now_utc() - ago }
+    }
+
+    #[test]
+    fn opening_the_records_of_a_directory_without_a_migrated_database_fails_and_creates_nothing() {
+        let dir = std::env::temp_dir().join(format!("dossier-idempotency-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let missing = SqliteIdempotency::open(&dir, Duration::from_secs(60)).err().expect("no database: an error");
+        assert!(missing.contains(dossier_events::sqlite::DATABASE_FILE), "{missing}");
+        assert!(!dir.join(dossier_events::sqlite::DATABASE_FILE).exists(), "nothing created");
+        rusqlite::Connection::open(dir.join(dossier_events::sqlite::DATABASE_FILE)).expect("an empty database");
+        let unmigrated = SqliteIdempotency::open(&dir, Duration::from_secs(60)).err().expect("no table: an error");
+        assert!(unmigrated.contains("no idempotency table"), "{unmigrated}");
+        std::fs::remove_dir_all(dir).expect("cleanup");
     }
 
     #[test]
