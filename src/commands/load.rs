@@ -73,9 +73,8 @@ pub struct LoadReport {
 /// What one connection saw in the measured window.
 #[derive(Default)]
 struct Tally {
-    latencies: Vec<Duration>,
     /// Each measured request's start (from the start of the measured window), latency, and whether it was ok.
-    trace: Vec<(Duration, Duration, bool)>,
+    samples: Vec<(Duration, Duration, bool)>,
     ok: u64,
     errors: u64,
     first_error: Option<String>,
@@ -132,8 +131,7 @@ async fn drive(
     let mut total = Tally::default();
     for task in tasks {
         let tally = task.await.map_err(|error| AppError::Usage(format!("a load connection panicked: {error}")))?;
-        total.latencies.extend(tally.latencies);
-        total.trace.extend(tally.trace);
+        total.samples.extend(tally.samples);
         total.ok += tally.ok;
         total.errors += tally.errors;
         if total.first_error.is_none() {
@@ -142,10 +140,11 @@ async fn drive(
     }
     let seconds = measure_from.elapsed().as_secs_f64();
     if let Some(path) = &trace {
-        write_trace(path, measure_from, &mut total.trace)?;
+        write_trace(path, measure_from, &mut total.samples)?;
     }
-    total.latencies.sort_unstable();
-    let requests = total.latencies.len() as u64;
+    let mut latencies: Vec<Duration> = total.samples.iter().map(|(_, took, _)| *took).collect();
+    latencies.sort_unstable();
+    let requests = latencies.len() as u64;
     Ok(LoadReport {
         connections: load.connections,
         requests,
@@ -155,10 +154,10 @@ async fn drive(
         seconds,
         requests_per_sec: requests as f64 / seconds,
         ok_per_sec: total.ok as f64 / seconds,
-        p50_ms: percentile(&total.latencies, 0.50),
-        p90_ms: percentile(&total.latencies, 0.90),
-        p99_ms: percentile(&total.latencies, 0.99),
-        max_ms: total.latencies.last().map_or(0.0, |max| max.as_secs_f64() * 1_000.0),
+        p50_ms: percentile(&latencies, 0.50),
+        p90_ms: percentile(&latencies, 0.90),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: latencies.last().map_or(0.0, |max| max.as_secs_f64() * 1_000.0),
     })
 }
 
@@ -166,16 +165,16 @@ async fn drive(
 /// the request's start, its latency in milliseconds, and 1 or 0 (answered with the expected status or not),
 /// tab-separated. The first line, a comment, gives the window's start on the clock `Instant` reads (on Linux
 /// `CLOCK_MONOTONIC`, which `perf record -k mono` also uses), so that stalls can be matched with a profile.
-fn write_trace(path: &Path, measure_from: Instant, trace: &mut [(Duration, Duration, bool)]) -> Result<(), AppError> {
-    use std::io::Write;
-    trace.sort_unstable_by_key(|(at, ..)| *at);
+fn write_trace(path: &Path, measure_from: Instant, samples: &mut [(Duration, Duration, bool)]) -> Result<(), AppError> {
+    use std::fmt::Write;
+    samples.sort_unstable_by_key(|(at, ..)| *at);
     let mut text = format!("# window start: {measure_from:?}\n# start_ms\tlatency_ms\tok\n");
-    for (at, took, ok) in trace.iter() {
+    for (at, took, ok) in samples.iter() {
         let (at, took) = (at.as_secs_f64() * 1e3, took.as_secs_f64() * 1e3);
-        text.push_str(&format!("{at:.3}\t{took:.3}\t{}\n", u8::from(*ok)));
+        // Writing to a String cannot fail.
+        let _ = writeln!(text, "{at:.3}\t{took:.3}\t{}", u8::from(*ok));
     }
-    std::fs::File::create(path)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
+    std::fs::write(path, text)
         .map_err(|error| AppError::io(format!("writing the latency trace {}", path.display()), error))
 }
 
@@ -213,8 +212,7 @@ async fn connection(
             Ok((status, body)) => {
                 sender = Some(connected);
                 if measured {
-                    tally.trace.push((began - measure_from, took, status == expected));
-                    tally.latencies.push(took);
+                    tally.samples.push((began - measure_from, took, status == expected));
                     if status == expected {
                         tally.ok += 1;
                     } else {
@@ -224,8 +222,7 @@ async fn connection(
                 }
             }
             Err(error) if measured => {
-                tally.trace.push((began - measure_from, took, false));
-                tally.latencies.push(took);
+                tally.samples.push((began - measure_from, took, false));
                 tally.error(error);
             }
             Err(_) => {}
