@@ -25,6 +25,7 @@ contract_tests!(
     upload_unparseable_file_fails_at_once_with_recorded_reason,
     crashed_document_actor_restarts_and_other_documents_are_unaffected,
     reprocess_ready_document_runs_pipeline_again_then_delete_allows_only_reads,
+    idle_document_actors_are_passivated_and_come_back_with_their_state,
 );
 
 pub fn config(scratch: &Scratch) -> RuntimeConfig {
@@ -241,6 +242,41 @@ async fn crashed_document_actor_restarts_and_other_documents_are_unaffected(back
     }
     let stats = runtime.stats().await.expect("stats");
     assert_eq!((stats.restarts, stats.escalations), (2, 1), "{stats:?}");
+    runtime.shutdown();
+}
+
+async fn idle_document_actors_are_passivated_and_come_back_with_their_state(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let store = scratch.open().await;
+    let mut config = config(&scratch);
+    config.idle_timeout = Duration::from_millis(200);
+    let runtime = Runtime::start(Arc::clone(&store), config).await.expect("runtime");
+    let mut documents = Vec::new();
+    for name in ["a.md", "b.md", "c.md"] {
+        let outcome = runtime.upload(upload(name, format!("{name}\n\n{MARKDOWN}").as_bytes())).await.expect("upload");
+        documents.push(outcome.document_id);
+    }
+    for &document_id in &documents {
+        assert_eq!(settle(&runtime, document_id).await, DocumentStatus::Ready);
+    }
+    assert_eq!(runtime.stats().await.expect("stats").live, documents.len(), "one actor per document at work");
+
+    // Nothing is sent to them any more: each stops once it has been idle for the timeout.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let live = runtime.stats().await.expect("stats").live;
+        if live == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{live} idle document actors were never passivated");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A passivated document answers again, from its stream.
+    let snapshot = runtime.snapshot(documents[1]).await.expect("snapshot").expect("exists");
+    assert_eq!(snapshot.state.status, Some(DocumentStatus::Ready));
+    assert_eq!(snapshot.state.version, 4, "replayed from the log: uploaded, parsed, chunked, ready");
+    assert_eq!(runtime.stats().await.expect("stats").live, 1, "only the document asked about is started");
     runtime.shutdown();
 }
 

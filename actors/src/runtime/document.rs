@@ -20,6 +20,9 @@ use crate::runtime::pipeline::{Pipeline, StageError, StageJob, StageOutput};
 use crate::runtime::process::{NextStep, next_step, record_result};
 use crate::runtime::supervisor::DocumentsMsg;
 
+/// The shortest wait before checking again whether an actor has become idle.
+const IDLE_CHECK_MIN: Duration = Duration::from_millis(10);
+
 /// Reloads after a version conflict before giving up.
 const MAX_RELOADS: usize = 5;
 
@@ -184,7 +187,10 @@ impl Actor for DocumentActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.last_activity = Instant::now();
+        // The idle check's own message is not activity: counting it would keep every actor alive forever.
+        if !matches!(message, DocumentMsg::IdleCheck) {
+            state.last_activity = Instant::now();
+        }
         match message {
             DocumentMsg::Command(request, reply) => {
                 let before = state.state.version;
@@ -215,11 +221,15 @@ impl Actor for DocumentActor {
                 }
             }
             DocumentMsg::IdleCheck => {
-                let idle = state.last_activity.elapsed() >= state.args.idle_timeout;
-                if idle && state.in_flight.is_none() && !state.retry_scheduled {
+                let timeout = state.args.idle_timeout;
+                let quiet = state.last_activity.elapsed();
+                if state.in_flight.is_some() || state.retry_scheduled {
+                    myself.send_after(timeout, || DocumentMsg::IdleCheck);
+                } else if quiet >= timeout {
                     let _ = state.args.supervisor.send_message(DocumentsMsg::Passivate(state.args.document_id));
                 } else {
-                    myself.send_after(state.args.idle_timeout, || DocumentMsg::IdleCheck);
+                    // Checked again when the timeout will have passed since the last activity.
+                    myself.send_after((timeout - quiet).max(IDLE_CHECK_MIN), || DocumentMsg::IdleCheck);
                 }
             }
             DocumentMsg::Crash => panic!("crash requested for document {}", state.args.document_id),
