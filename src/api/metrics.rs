@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use dossier_actors::runtime::supervisor::SupervisorStats;
 use dossier_events::RecordedEvent;
 use dossier_events::document::{
     ChunksEmbedded, DocumentChunked, DocumentDeleted, DocumentEvent, DocumentFailed, DocumentParsed, DocumentPayload,
@@ -151,7 +152,14 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, head: u64, projections: &[(ProjectionStatus, bool)], followers: u64) -> String {
+    /// `documents` is the document supervisor's count (`None` when it did not answer: the metrics are left out).
+    pub fn render(
+        &self,
+        head: u64,
+        projections: &[(ProjectionStatus, bool)],
+        followers: u64,
+        documents: Option<SupervisorStats>,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let Ok(inner) = self.inner.lock() else { return out };
         out.push_str("# HELP dossier_http_requests_total HTTP requests answered.\n");
@@ -209,6 +217,20 @@ impl Metrics {
         out.push_str("# HELP dossier_live_followers Followers of the live feed (live clients and the metrics).\n");
         out.push_str("# TYPE dossier_live_followers gauge\n");
         let _ = writeln!(out, "dossier_live_followers {followers}");
+        if let Some(documents) = documents {
+            let _ = writeln!(
+                out,
+                "# HELP dossier_document_actors Document actors running (idle ones are passivated).\n\
+                 # TYPE dossier_document_actors gauge\ndossier_document_actors {}",
+                documents.live
+            );
+            let _ = writeln!(
+                out,
+                "# HELP dossier_document_actor_restarts_total Document actors restarted after a crash.\n\
+                 # TYPE dossier_document_actor_restarts_total counter\ndossier_document_actor_restarts_total {}",
+                documents.restarts
+            );
+        }
         out.push_str("# HELP dossier_log_head_position Position of the last committed event.\n");
         out.push_str("# TYPE dossier_log_head_position gauge\n");
         let _ = writeln!(out, "dossier_log_head_position {head}");

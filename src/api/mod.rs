@@ -175,7 +175,8 @@ async fn dispatch(
                 .iter()
                 .map(|handle| (handle.status.borrow().clone(), *handle.running_here.borrow()))
                 .collect();
-            let text = context.metrics.render(head, &projections, context.live.followers());
+            let documents = context.runtime.stats().await.ok();
+            let text = context.metrics.render(head, &projections, context.live.followers(), documents);
             let mut response = warp::reply::Response::new(text.into());
             response
                 .headers_mut()

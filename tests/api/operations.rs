@@ -82,6 +82,8 @@ async fn metrics_count_requests_events_and_projection_lag(backend: Backend) {
         "dossier_pipeline_stage_duration_seconds_count{stage=\"chunk\"} 1",
         "dossier_pipeline_stage_retries_total{stage=\"parse\"} 0",
         "dossier_log_head_position 4",
+        "dossier_document_actors 1",
+        "dossier_document_actor_restarts_total 0",
         "dossier_projection_checkpoint{projection=\"read_model\"} 4",
     ] {
         assert!(text.contains(expected), "missing {expected}:\n{text}");
