@@ -48,7 +48,7 @@ pub async fn connect(config: &Config) -> StoreResult<Client> {
     let target = describe(config);
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::warn!(database = %target, error = %error, "postgres_connection_closed");
+            tracing::warn!(database = %target, error = %cause(&error), "postgres_connection_closed");
         }
     });
     Ok(client)
@@ -94,9 +94,10 @@ impl Connect for OnRuntime {
 /// Opens a connection and drives it on a task of the current runtime.
 async fn open(config: Config) -> Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
+    let target = describe(&config);
     let driver = tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::warn!(error = %error, "postgres_connection_error");
+            tracing::warn!(database = %target, error = %cause(&error), "postgres_connection_error");
         }
     });
     Ok((client, driver))
