@@ -19,6 +19,7 @@ contract_tests!(
     list_documents_skips_deleted_but_get_document_returns_them_deleted,
     commit_with_reset_chunks_replaces_stored_chunks,
     commit_with_stale_from_returns_fenced_and_writes_nothing,
+    a_replaced_and_dropped_generation_refuses_a_first_batch,
     commit_to_one_generation_is_invisible_to_another,
     record_failure_then_checkpoint_returns_stopped_with_error,
     live_generation_on_first_use_returns_one,
@@ -330,6 +331,25 @@ async fn commit_with_stale_from_returns_fenced_and_writes_nothing(backend: Backe
     // The runner that holds the real position carries on.
     store.commit(PROJECTION, 1, 10, 20, &stale_batch).await.expect("current runner");
     assert_eq!(store.get_document(1, "tenant-a", row.document_id).await.expect("get"), Some(changed));
+}
+
+async fn a_replaced_and_dropped_generation_refuses_a_first_batch(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let store = scratch.open_read_model().await;
+    assert_eq!(store.live_generation(PROJECTION).await.expect("live"), 1);
+    let row = document("tenant-a", 1);
+    store.commit(PROJECTION, 2, 0, 10, &[upsert(&row)]).await.expect("rebuilt generation");
+    assert!(store.switch_live(PROJECTION, 1, 2).await.expect("switch"));
+    store.drop_generation(PROJECTION, 1).await.expect("drop");
+
+    // A live runner that read generation 1 before the switch, with no checkpoint yet, sends its first batch.
+    let late = store.commit(PROJECTION, 1, 0, 10, &[upsert(&row)]).await;
+    assert!(matches!(late, Err(ReadModelError::Fenced { generation: 1, expected: 0, .. })), "{late:?}");
+    assert_eq!(store.checkpoint(PROJECTION, 1).await.expect("checkpoint"), None, "the dropped checkpoint stays gone");
+    assert_eq!(store.get_document(1, "tenant-a", row.document_id).await.expect("get"), None);
+    assert_eq!(scratch.query_count("SELECT count(*) FROM read_documents WHERE generation = 1").await, 0);
+    // A generation newer than the live one (the next rebuild's) still starts from 0.
+    store.commit(PROJECTION, 3, 0, 10, &[upsert(&row)]).await.expect("next rebuild");
 }
 
 async fn commit_to_one_generation_is_invisible_to_another(backend: Backend) {

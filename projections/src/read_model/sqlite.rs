@@ -40,8 +40,11 @@ const CREATE_PROJECTION: &str =
 
 const SELECT_CHECKPOINT: &str =
     "SELECT position, state, error FROM projection_checkpoints WHERE name = ?1 AND generation = ?2";
+/// Not for a generation older than the live one: it was replaced and dropped (see the Postgres store).
 const CREATE_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, generation, position, state, updated_at)
-    VALUES (?1, ?2, 0, 'running', ?3) ON CONFLICT (name, generation) DO NOTHING";
+    SELECT ?1, ?2, 0, 'running', ?3
+    WHERE NOT EXISTS (SELECT 1 FROM projections WHERE name = ?1 AND live_generation > ?2)
+    ON CONFLICT (name, generation) DO NOTHING";
 /// The fence: moves the checkpoint only if it is still where the batch started.
 const MOVE_CHECKPOINT: &str = "UPDATE projection_checkpoints SET position = ?4, updated_at = ?5
     WHERE name = ?1 AND generation = ?2 AND position = ?3";
