@@ -1,4 +1,4 @@
-//! The Postgres backend (tokio-postgres, a deadpool read pool, one writer task, LISTEN/NOTIFY hints).
+//! The Postgres backend (tokio-postgres, a deadpool read pool, one writer on a thread of its own, LISTEN/NOTIFY hints).
 
 pub mod connect;
 mod listener;
@@ -122,7 +122,17 @@ impl PostgresStore {
             pid: Arc::clone(&writer_pid),
             hook: options.commit_hook,
         };
-        tokio::spawn(writer.run());
+        // Its own thread and runtime (ADR 0019): the writer is the one task every append waits for, and each batch
+        // takes several hops between it and its connection's driver; on the shared runtime every hop queued behind
+        // the request tasks.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| StoreError::Unavailable(format!("cannot start the writer's runtime: {error}")))?;
+        std::thread::Builder::new()
+            .name("dossier-pg-writer".into())
+            .spawn(move || runtime.block_on(writer.run()))
+            .map_err(|error| StoreError::Unavailable(format!("cannot start the writer thread: {error}")))?;
         if options.listen {
             tokio::spawn(listener::run(config, head_sender, writer_pid));
         }

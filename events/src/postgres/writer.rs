@@ -1,4 +1,5 @@
-//! The Postgres store's writer: one task with its own connection that commits queued appends in batches.
+//! The Postgres store's writer: one task, on a thread of its own (ADR 0019), with its own connection that commits
+//! queued appends in batches.
 //!
 //! Each batch is one transaction that first locks the single row of `dossier_log_head` and keeps that lock through
 //! its commit. Every writer of every process takes that lock, so positions are handed out and made visible strictly
