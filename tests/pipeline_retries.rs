@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dossier_actors::embed::{OpenAiEmbedder, OpenAiEmbedderConfig};
-use dossier_actors::runtime::Runtime;
+use dossier_actors::runtime::{Runtime, RuntimeConfig};
 use dossier_events::document::{DocumentEvent, DocumentStatus, decode_vector};
 use dossier_events::{EventStore, StreamId};
 
@@ -17,12 +17,21 @@ use crate::support::{Backend, Scratch};
 const TEXT: &str = "The river rose by a hand's width before dusk. Herons waited at the edge of the reeds.";
 
 async fn start(scratch: &Scratch, mock: &MockOllama) -> (Arc<dyn EventStore>, Runtime) {
+    start_with(scratch, mock, |_| {}).await
+}
+
+async fn start_with(
+    scratch: &Scratch,
+    mock: &MockOllama,
+    adjust: impl FnOnce(&mut RuntimeConfig),
+) -> (Arc<dyn EventStore>, Runtime) {
     let store = scratch.open().await;
     let mut settings = OpenAiEmbedderConfig::new(mock.base_url(), "stub-embed");
     settings.dimensions = Some(8);
     settings.timeout = Duration::from_millis(500);
     let mut config = config(scratch);
     config.embedder = Some(Arc::new(OpenAiEmbedder::new(settings).expect("embedder")));
+    adjust(&mut config);
     let runtime = Runtime::start(Arc::clone(&store), config).await.expect("runtime");
     (store, runtime)
 }
@@ -126,5 +135,53 @@ async fn embed_stage_with_hanging_server_times_out_and_retries() {
     assert_eq!(settle(&runtime, outcome.document_id).await, DocumentStatus::Ready);
     let types = event_types(store.as_ref(), outcome.document_id).await;
     assert_eq!(types.iter().filter(|t| *t == "StageAttemptFailed").count(), 1);
+    runtime.shutdown();
+}
+
+/// Waits, reading the log only (a snapshot would message the actor, which counts as activity), until the document's
+/// stream ends with `DocumentReady`.
+async fn wait_ready_in_log(store: &dyn EventStore, document_id: uuid::Uuid) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let types = event_types(store, document_id).await;
+        if types.last().map(String::as_str) == Some("DocumentReady") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ready: {types:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settled_documents_are_passivated_early_but_not_while_a_retry_is_scheduled() {
+    let scratch = Scratch::new(Backend::Embedded).await;
+    let mock = MockOllama::start().await;
+    // The embed stage's first attempt is refused with Retry-After: 1, so the document waits a second for its retry:
+    // not settled, its actor must stay (its retry is a timer message to itself) although the settled timeout is
+    // far shorter than the wait.
+    mock.rate_limit_next("1");
+    let (store, runtime) = start_with(&scratch, &mock, |config| {
+        config.idle_timeout = Duration::from_secs(3_600);
+        config.settled_timeout = Duration::from_millis(50);
+    })
+    .await;
+    let outcome = runtime.upload(upload("river.txt", TEXT.as_bytes())).await.expect("upload");
+    wait_ready_in_log(store.as_ref(), outcome.document_id).await;
+    let types = event_types(store.as_ref(), outcome.document_id).await;
+    assert!(types.contains(&"StageAttemptFailed".to_owned()), "{types:?}");
+
+    // Ready, so settled: stopped after the settled timeout, long before the hour of the idle timeout.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let live = runtime.stats().await.expect("stats").live;
+        if live == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{live} settled document actors still live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And it comes back from its stream.
+    let snapshot = runtime.snapshot(outcome.document_id).await.expect("snapshot").expect("exists");
+    assert_eq!(snapshot.state.status, Some(DocumentStatus::Ready));
     runtime.shutdown();
 }

@@ -23,6 +23,17 @@ use crate::runtime::supervisor::DocumentsMsg;
 /// The shortest wait before checking again whether an actor has become idle.
 const IDLE_CHECK_MIN: Duration = Duration::from_millis(10);
 
+/// When a document's actor stops: after `idle` without messages, or `settled` once the document is settled (ready,
+/// failed, deleted or never uploaded, with no stage running or retry scheduled), whichever is shorter. A settled
+/// document needs nothing from its actor until its next command, which starts it again from its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Passivation {
+    /// Idle time before passivation.
+    pub idle: Duration,
+    /// Idle time before passivation once settled.
+    pub settled: Duration,
+}
+
 /// Reloads after a version conflict before giving up.
 const MAX_RELOADS: usize = 5;
 
@@ -116,8 +127,8 @@ pub struct DocumentArgs {
     pub pipeline: Arc<Pipeline>,
     /// The supervisor, told when this actor is idle.
     pub supervisor: ActorRef<DocumentsMsg>,
-    /// Idle time before passivation.
-    pub idle_timeout: Duration,
+    /// When to passivate.
+    pub passivation: Passivation,
     /// The actor starts for an upload of a just-minted id, so its stream is empty and is not read. The append's
     /// expected version (no stream) still guards it: were the stream to exist, the append conflicts and the actor
     /// reloads.
@@ -137,7 +148,11 @@ pub struct DocumentActorState {
     in_flight: Option<(u32, Stage)>,
     retry_scheduled: bool,
     last_activity: Instant,
+    /// The idle check scheduled, and when it is due (one at a time: a sooner one replaces it).
+    check: Option<(Instant, IdleTimer)>,
 }
+
+type IdleTimer = ractor::concurrency::JoinHandle<Result<(), ractor::MessagingErr<DocumentMsg>>>;
 
 /// The actor (stateless; see [`DocumentActorState`]).
 pub struct DocumentActor;
@@ -165,6 +180,7 @@ impl Actor for DocumentActor {
             in_flight: None,
             retry_scheduled: false,
             last_activity: Instant::now(),
+            check: None,
         })
     }
 
@@ -177,7 +193,16 @@ impl Actor for DocumentActor {
         }
         // Resuming is how recovery and restarts continue the pipeline: whatever stage the document waits for runs.
         state.advance(&myself).await;
-        myself.send_after(state.args.idle_timeout, || DocumentMsg::IdleCheck);
+        let timeout = state.idle_timeout();
+        state.check_idle_in(&myself, timeout);
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // A pending check would hold on to the stopped actor's cell until it fired.
+        if let Some((_, timer)) = state.check.take() {
+            timer.abort();
+        }
         Ok(())
     }
 
@@ -188,7 +213,8 @@ impl Actor for DocumentActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // The idle check's own message is not activity: counting it would keep every actor alive forever.
-        if !matches!(message, DocumentMsg::IdleCheck) {
+        let activity = !matches!(message, DocumentMsg::IdleCheck);
+        if activity {
             state.last_activity = Instant::now();
         }
         match message {
@@ -221,24 +247,57 @@ impl Actor for DocumentActor {
                 }
             }
             DocumentMsg::IdleCheck => {
-                let timeout = state.args.idle_timeout;
+                let timeout = state.idle_timeout();
                 let quiet = state.last_activity.elapsed();
                 if state.in_flight.is_some() || state.retry_scheduled {
-                    myself.send_after(timeout, || DocumentMsg::IdleCheck);
+                    state.check_idle_in(&myself, timeout);
                 } else if quiet >= timeout {
                     let _ = state.args.supervisor.send_message(DocumentsMsg::Passivate(state.args.document_id));
                 } else {
                     // Checked again when the timeout will have passed since the last activity.
-                    myself.send_after((timeout - quiet).max(IDLE_CHECK_MIN), || DocumentMsg::IdleCheck);
+                    state.check_idle_in(&myself, (timeout - quiet).max(IDLE_CHECK_MIN));
                 }
             }
             DocumentMsg::Crash => panic!("crash requested for document {}", state.args.document_id),
+        }
+        if activity && state.settled() {
+            // Settled by this message: checked after the (shorter) settled timeout, not the idle one.
+            state.check_idle_in(&myself, state.args.passivation.settled.min(state.args.passivation.idle));
         }
         Ok(())
     }
 }
 
 impl DocumentActorState {
+    /// Whether the document needs nothing from its actor: no stage running or waiting for a retry, nothing to do
+    /// next (ready, failed, deleted, or never uploaded).
+    fn settled(&self) -> bool {
+        self.in_flight.is_none()
+            && !self.retry_scheduled
+            && next_step(&self.state, self.args.pipeline.has_embedder(), OffsetDateTime::now_utc()) == NextStep::Nothing
+    }
+
+    /// The idle time after which the actor stops, as things stand.
+    fn idle_timeout(&self) -> Duration {
+        let Passivation { idle, settled } = self.args.passivation;
+        if self.settled() { idle.min(settled) } else { idle }
+    }
+
+    /// Schedules an idle check `after` from now, unless one is already due by then (each check schedules the next
+    /// one it needs, so one pending check is enough); a later one is cancelled.
+    fn check_idle_in(&mut self, myself: &ActorRef<DocumentMsg>, after: Duration) {
+        let now = Instant::now();
+        let at = now + after;
+        if let Some((due, timer)) = self.check.take() {
+            if due > now && due <= at {
+                self.check = Some((due, timer));
+                return;
+            }
+            timer.abort();
+        }
+        self.check = Some((at, myself.send_after(after, || DocumentMsg::IdleCheck)));
+    }
+
     /// Replays the whole stream.
     async fn reload(&mut self) -> Result<(), StoreError> {
         self.state = DocumentState::default();

@@ -31,7 +31,7 @@ use crate::blob::BlobStore;
 use crate::chunk::ChunkSettings;
 use crate::embed::Embedder;
 use crate::parse::{ParseLimits, detect};
-use document::{CommandOutcome, CommandRequest, DocumentMsg, DocumentSnapshot};
+use document::{CommandOutcome, CommandRequest, DocumentMsg, DocumentSnapshot, Passivation};
 use error::CommandError;
 use pipeline::Pipeline;
 use recovery::DedupeIndex;
@@ -61,6 +61,10 @@ pub struct RuntimeConfig {
     pub workers: usize,
     /// Idle time before a document's actor is stopped.
     pub idle_timeout: Duration,
+    /// Idle time before the actor of a settled document (ready, failed, deleted: nothing running or scheduled) is
+    /// stopped; the shorter of this and `idle_timeout` applies. Under a stream of uploads, live actors (about 15 KB
+    /// each) so number the documents in the pipeline plus this many seconds' worth, not `idle_timeout`'s.
+    pub settled_timeout: Duration,
     /// Restart policy of document actors.
     pub document_restarts: RestartPolicy,
 }
@@ -77,6 +81,7 @@ impl RuntimeConfig {
             deduplicate: true,
             workers: std::thread::available_parallelism().map_or(2, usize::from) * 2,
             idle_timeout: Duration::from_secs(30),
+            settled_timeout: Duration::from_secs(2),
             document_restarts: RestartPolicy::default(),
         }
     }
@@ -138,13 +143,13 @@ impl Runtime {
         let dedupe = DedupeIndex::default();
         let documents_store = Arc::clone(&store);
         let policy = config.document_restarts;
-        let idle_timeout = config.idle_timeout;
+        let passivation = Passivation { idle: config.idle_timeout, settled: config.settled_timeout };
         let documents = Arc::new(move || DocumentsArgs {
             store: Arc::clone(&documents_store),
             pipeline: Arc::clone(&pipeline),
             child_policy: policy,
             own_policy: RestartPolicy { max_restarts: 50, ..RestartPolicy::default() },
-            idle_timeout,
+            passivation,
         });
         let args = RootArgs { documents, store, dedupe: Arc::clone(&dedupe), policy: RestartPolicy::default() };
         let (root, _) = Actor::spawn(None, RootSupervisor, args)

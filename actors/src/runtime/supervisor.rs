@@ -6,13 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dossier_events::EventStore;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use uuid::Uuid;
 
-use crate::runtime::document::{DocumentActor, DocumentArgs, DocumentMsg};
+use crate::runtime::document::{DocumentActor, DocumentArgs, DocumentMsg, Passivation};
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::restart::{Decision, RestartBudget, RestartPolicy};
 
@@ -51,8 +51,8 @@ pub struct DocumentsArgs {
     pub child_policy: RestartPolicy,
     /// The supervisor's own budget for escalations.
     pub own_policy: RestartPolicy,
-    /// Idle time before a document actor is passivated.
-    pub idle_timeout: Duration,
+    /// When a document actor is passivated.
+    pub passivation: Passivation,
 }
 
 /// The supervisor's state.
@@ -83,7 +83,7 @@ impl DocumentsState {
             store: Arc::clone(&self.args.store),
             pipeline: Arc::clone(&self.args.pipeline),
             supervisor: myself.clone(),
-            idle_timeout: self.args.idle_timeout,
+            passivation: self.args.passivation,
             fresh,
         };
         let (child, _) = Actor::spawn_linked(None, DocumentActor, args, myself.get_cell()).await?;
