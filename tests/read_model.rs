@@ -2,6 +2,8 @@
 //! database migrated by the event store.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use dossier_events::document::Metadata;
 use dossier_projections::read_model::{ChunkRow, DocumentChange, DocumentRow, ReadModelError, ReadModelStore};
@@ -350,6 +352,69 @@ async fn a_replaced_and_dropped_generation_refuses_a_first_batch(backend: Backen
     assert_eq!(scratch.query_count("SELECT count(*) FROM read_documents WHERE generation = 1").await, 0);
     // A generation newer than the live one (the next rebuild's) still starts from 0.
     store.commit(PROJECTION, 3, 0, 10, &[upsert(&row)]).await.expect("next rebuild");
+}
+
+/// Postgres only (SQLite has one writer at a time). A live runner's first batch of generation 1 is in flight, held
+/// mid-transaction by another session's uncommitted row for the same document, while a rebuild switches to
+/// generation 2 and drops generation 1. The switch must wait for the batch, so that the drop removes what the batch
+/// wrote: nothing of generation 1 may survive the drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_first_batch_in_flight_across_a_switch_and_drop_leaves_nothing_behind() {
+    let scratch = Scratch::new(Backend::Postgres).await;
+    let store = scratch.open_read_model().await;
+    assert_eq!(store.live_generation(PROJECTION).await.expect("live"), 1);
+    let row = document("tenant-a", 1);
+    store.commit(PROJECTION, 2, 0, 10, &[upsert(&row)]).await.expect("rebuilt generation");
+
+    let blocker = scratch.postgres_client().await;
+    blocker.batch_execute("BEGIN").await.expect("begin");
+    blocker
+        .execute(
+            "INSERT INTO read_documents VALUES (1, $1, 'tenant-a', 'x', 'text/plain', 0, 'x', 'uploaded', 1, 0, '{}',
+                 NULL, now(), now(), false)",
+            &[&row.document_id],
+        )
+        .await
+        .expect("blocking row");
+    let batch = tokio::spawn({
+        let (store, row) = (Arc::clone(&store), row.clone());
+        async move { store.commit(PROJECTION, 1, 0, 10, &[upsert(&row)]).await }
+    });
+    let observer = scratch.postgres_client().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batch never waited on the blocking row");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rebuild = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            let switched = store.switch_live(PROJECTION, 1, 2).await?;
+            store.drop_generation(PROJECTION, 1).await?;
+            Ok::<_, ReadModelError>(switched)
+        }
+    });
+    // Time for the switch and the drop to run ahead of the batch, were they not made to wait for it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    blocker.batch_execute("ROLLBACK").await.expect("rollback");
+
+    let batch = batch.await.expect("batch task");
+    assert!(batch.is_ok() || matches!(batch, Err(ReadModelError::Fenced { .. })), "{batch:?}");
+    assert!(rebuild.await.expect("rebuild task").expect("switch and drop"), "switched");
+    assert_eq!(store.live_generation(PROJECTION).await.expect("live"), 2);
+    assert_eq!(scratch.query_count("SELECT count(*) FROM read_documents WHERE generation = 1").await, 0);
+    assert_eq!(store.checkpoint(PROJECTION, 1).await.expect("checkpoint"), None, "the dropped checkpoint stays gone");
 }
 
 async fn commit_to_one_generation_is_invisible_to_another(backend: Backend) {

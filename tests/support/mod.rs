@@ -118,12 +118,14 @@ impl Scratch {
                 let connection = rusqlite::Connection::open(self.data_dir().join(DATABASE_FILE)).expect("open sqlite");
                 connection.execute(sql, []).expect("execute sql") as u64
             }
-            Backend::Postgres => {
-                let config = parse_url(&self.database_url().expect("postgres scratch")).expect("valid url");
-                let client = dossier_events::postgres::connect::connect(&config).await.expect("connect");
-                client.execute(sql, &[]).await.expect("execute sql")
-            }
+            Backend::Postgres => self.postgres_client().await.execute(sql, &[]).await.expect("execute sql"),
         }
+    }
+
+    /// A connection of its own to the scratch database (Postgres only).
+    pub async fn postgres_client(&self) -> tokio_postgres::Client {
+        let config = parse_url(&self.database_url().expect("postgres scratch")).expect("valid url");
+        dossier_events::postgres::connect::connect(&config).await.expect("connect")
     }
 
     /// Runs a query returning one integer (a count) directly against the backend's database.

@@ -48,10 +48,14 @@ const CREATE_PROJECTION: &str =
 const SELECT_CHECKPOINT: &str =
     "SELECT position, state, error FROM projection_checkpoints WHERE name = $1 AND generation = $2";
 /// A generation older than the live one was replaced and dropped: a runner that started on it before the switch must
-/// not bring its checkpoint back (its first batch would then pass the fence and fill the dropped generation).
-const CREATE_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, generation, position, state)
+/// not bring its checkpoint back (its first batch would then pass the fence and fill the dropped generation). The
+/// projection's row is read `FOR SHARE` and stays locked until the batch ends: a switch (an `UPDATE` of that row)
+/// in progress is waited for and then seen, and a switch that comes later waits for the batch, so the drop that
+/// follows it sees, and deletes, everything the batch wrote.
+const CREATE_CHECKPOINT: &str = "WITH live AS (SELECT live_generation FROM projections WHERE name = $1 FOR SHARE)
+    INSERT INTO projection_checkpoints (name, generation, position, state)
     SELECT $1, $2, 0, 'running'
-    WHERE NOT EXISTS (SELECT 1 FROM projections WHERE name = $1 AND live_generation > $2)
+    WHERE NOT EXISTS (SELECT 1 FROM live WHERE live_generation > $2)
     ON CONFLICT (name, generation) DO NOTHING";
 /// The fence: moves the checkpoint only if it is still where the batch started. A concurrent runner's batch holds
 /// the row lock until it commits; this then re-reads the moved row and matches nothing.
