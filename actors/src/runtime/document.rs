@@ -262,7 +262,8 @@ impl Actor for DocumentActor {
         }
         if activity && state.settled() {
             // Settled by this message: checked after the (shorter) settled timeout, not the idle one.
-            state.check_idle_in(&myself, state.args.passivation.settled.min(state.args.passivation.idle));
+            let timeout = state.idle_timeout();
+            state.check_idle_in(&myself, timeout);
         }
         Ok(())
     }
