@@ -124,8 +124,7 @@ impl Scratch {
 
     /// A connection of its own to the scratch database (Postgres only).
     pub async fn postgres_client(&self) -> tokio_postgres::Client {
-        let config = parse_url(&self.database_url().expect("postgres scratch")).expect("valid url");
-        dossier_events::postgres::connect::connect(&config).await.expect("connect")
+        self.database().postgres_client().await
     }
 
     /// Runs a query returning one integer (a count) directly against the backend's database.
@@ -175,12 +174,14 @@ impl ScratchDatabase {
                 .expect("open sqlite");
                 connection.query_row(sql, [], |row| row.get(0)).expect("query")
             }
-            Backend::Postgres => {
-                let config = parse_url(self.url.as_deref().expect("postgres scratch")).expect("valid url");
-                let client = dossier_events::postgres::connect::connect(&config).await.expect("connect");
-                client.query_one(sql, &[]).await.expect("query").get(0)
-            }
+            Backend::Postgres => self.postgres_client().await.query_one(sql, &[]).await.expect("query").get(0),
         }
+    }
+
+    /// A connection of its own to the database (Postgres only).
+    pub async fn postgres_client(&self) -> tokio_postgres::Client {
+        let config = parse_url(self.url.as_deref().expect("postgres scratch")).expect("valid url");
+        dossier_events::postgres::connect::connect(&config).await.expect("connect")
     }
 }
 
