@@ -4,7 +4,8 @@
 //! Terms are the BM25 embedder's (Qdrant's tokenizer, English stemming, stop words dropped), so "apples" in the
 //! question matches "apple" in a sentence exactly as search matched the chunk. A sentence's score is the number of
 //! distinct question terms it holds; ties go to the better-ranked chunk, then to the earlier sentence, so the same
-//! chunks always give the same answer. A sentence that shares no term is never quoted.
+//! chunks always give the same answer. A sentence holding fewer than half as many as the best one is not quoted (one
+//! shared common word is not an answer next to a sentence that holds the whole question), nor one that shares none.
 
 use std::collections::HashSet;
 
@@ -52,9 +53,11 @@ pub fn best_sentences(bm25: &Bm25, question: &str, hits: &[SearchHit]) -> Vec<Qu
         }
     }
     candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let best = candidates.first().map_or(0, |candidate| candidate.0);
     let mut seen = HashSet::new();
     candidates
         .into_iter()
+        .take_while(|(score, _, _, _)| score * 2 >= best)
         .map(|(_, _, _, quote)| quote)
         // Overlapping chunks hold the same sentence twice; quote it once.
         .filter(|quote| seen.insert(quote.text.clone()))
@@ -62,8 +65,10 @@ pub fn best_sentences(bm25: &Bm25, question: &str, hits: &[SearchHit]) -> Vec<Qu
         .collect()
 }
 
-/// The byte ranges of `text`'s sentences, trimmed of surrounding whitespace: a sentence ends after `.`, `!` or `?`
-/// followed by whitespace, and at every line break (headings and list items have no full stop).
+/// The byte ranges of `text`'s sentences, trimmed of surrounding whitespace. A sentence ends after `.`, `!` or `?`
+/// followed by whitespace (not the `.` of a numbered list item), and at a line break that ends a block: before a blank line, after a heading or a table
+/// row, and before a line that starts a heading, a list item, a quote, a table row or a code fence (these have no
+/// full stop). Any other line break is a hard wrap inside a paragraph, and the sentence goes on across it.
 pub fn sentences(text: &str) -> Vec<(usize, usize)> {
     let mut ranges = Vec::new();
     let mut start = 0;
@@ -71,8 +76,10 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
     while let Some((index, c)) = chars.next() {
         let next_is_space = chars.peek().is_none_or(|(_, next)| next.is_whitespace());
         let end = match c {
-            '\n' | '\r' => Some(index),
-            '.' | '!' | '?' if next_is_space => Some(index + c.len_utf8()),
+            '\n' if ends_block(text, index) => Some(index),
+            '.' | '!' | '?' if next_is_space && !(c == '.' && numbers_a_list_item(text, index)) => {
+                Some(index + c.len_utf8())
+            }
             _ => None,
         };
         if let Some(end) = end {
@@ -82,6 +89,30 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
     }
     push_trimmed(text, start, text.len(), &mut ranges);
     ranges
+}
+
+/// Whether the line break at `index` ends a block.
+fn ends_block(text: &str, index: usize) -> bool {
+    let line = text[..index].rsplit('\n').next().unwrap_or_default().trim();
+    let next = text[index + 1..].split('\n').next().unwrap_or_default().trim();
+    line.starts_with(['#', '|']) || next.is_empty() || starts_block(next)
+}
+
+/// Whether the `.` at `index` follows nothing but digits on its line (`2. item`): a list item's number.
+fn numbers_a_list_item(text: &str, index: usize) -> bool {
+    let line = text[..index].rsplit('\n').next().unwrap_or_default().trim_start();
+    !line.is_empty() && line.bytes().all(|byte| byte.is_ascii_digit())
+}
+
+/// Whether a (trimmed) line starts a heading, a list item, a quote, a table row or a code fence.
+fn starts_block(line: &str) -> bool {
+    let marker_then_space = |rest: &str, markers: &[char]| {
+        let mut chars = rest.chars();
+        chars.next().is_some_and(|c| markers.contains(&c)) && chars.next().is_none_or(char::is_whitespace)
+    };
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let numbered = digits > 0 && marker_then_space(&line[digits..], &['.', ')']);
+    numbered || marker_then_space(line, &['-', '*', '+']) || line.starts_with(['#', '>', '|', '`'])
 }
 
 fn push_trimmed(text: &str, start: usize, end: usize, ranges: &mut Vec<(usize, usize)>) {
@@ -120,14 +151,35 @@ mod tests {
     }
 
     #[test]
+    fn sentences_go_on_across_a_hard_wrap_but_not_into_a_heading_list_or_table() {
+        let text = "# Title\nA reader never\nskips an event. Next\none.\n- item one\n2. item two\n3.14 is pi\n| a | b |\n| c |";
+        let pieces: Vec<&str> = sentences(text).into_iter().map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(
+            pieces,
+            [
+                "# Title",
+                "A reader never\nskips an event.",
+                "Next\none.",
+                "- item one",
+                "2. item two\n3.14 is pi",
+                "| a | b |",
+                "| c |"
+            ]
+        );
+    }
+
+    #[test]
     fn best_sentences_rank_by_shared_terms_and_point_into_the_document() {
         let bm25 = Bm25::new(Bm25Params::default()).expect("bm25");
-        let hits = [hit(100, "Pears are green. Apples grow on apple trees in autumn."), hit(0, "Apples are red.")];
+        let hits = [
+            hit(100, "Pears are green. Apples grow on apple trees in autumn."),
+            hit(0, "Apples are red. Apples grow."),
+        ];
         let quotes = best_sentences(&bm25, "When do apple trees grow apples?", &hits);
         assert_eq!(quotes[0].text, "Apples grow on apple trees in autumn.");
         assert_eq!((quotes[0].hit, quotes[0].byte_start), (0, 117));
-        assert_eq!(quotes[1].text, "Apples are red.");
-        assert_eq!(quotes.len(), 2, "the sentence about pears shares no term: {quotes:?}");
+        assert_eq!(quotes[1].text, "Apples grow.", "two of the best sentence's three terms");
+        assert_eq!(quotes.len(), 2, "pears share no term, and red apples one term of three: {quotes:?}");
         assert!(best_sentences(&bm25, "the of and", &hits).is_empty(), "stop words match nothing");
     }
 
