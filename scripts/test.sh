@@ -163,18 +163,27 @@ start_postgres() {
     log "postgres $version on 127.0.0.1:$port (data in $PG_DATA)"
 }
 
+# Makes sure the commands are on PATH, installing the Debian packages with apt-get when one is missing and we are
+# root: require WHY PACKAGES... -- COMMANDS...
+require() {
+    local why=$1 command missing=false packages=()
+    shift
+    while [ "$1" != -- ]; do packages+=("$1"); shift; done
+    shift
+    for command in "$@"; do
+        command -v "$command" >/dev/null 2>&1 || missing=true
+    done
+    $missing || return 0
+    $is_root || die "$* not all found; install them (e.g. sudo apt-get install ${packages[*]}) $why"
+    log "installing ${packages[*]} via apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq </dev/null >&2 &&
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${packages[@]}" </dev/null >&2 ||
+        die "apt-get install ${packages[*]} failed"
+}
+
 start_redis() {
-    if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-        if $is_root; then
-            log "installing redis-server via apt-get"
-            export DEBIAN_FRONTEND=noninteractive
-            apt-get -o DPkg::Lock::Timeout=600 update -qq </dev/null >&2 &&
-                apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server redis-tools </dev/null >&2 ||
-                die "apt-get install redis-server failed"
-        else
-            die "redis-server/redis-cli not found; install them (e.g. sudo apt-get install redis-server) or set REDIS_URL"
-        fi
-    fi
+    require "or set REDIS_URL" redis-server redis-tools -- redis-server redis-cli
 
     local port i
     REDIS_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dossier-redis.XXXXXX")
@@ -198,6 +207,9 @@ start_redis() {
     tail -n 30 "$REDIS_TMP/redis.log" >&2 2>/dev/null || true
     die "could not start redis-server"
 }
+
+# tests/readme.rs runs the README's API examples, which use these.
+require "(the README's API examples use them)" curl jq openssl -- curl jq openssl
 
 if [ -z "${DATABASE_URL:-}" ]; then
     start_postgres

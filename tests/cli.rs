@@ -8,7 +8,7 @@ use dossier_events::{EventMetadata, ExpectedVersion, NewEvent, StreamId};
 use serde_json::{Value, json};
 
 use crate::contract_tests;
-use crate::support::{Backend, Scratch};
+use crate::support::{Backend, Scratch, free_port};
 
 contract_tests!(
     verify_after_tampering_with_event_data_names_exactly_that_event,
@@ -74,10 +74,6 @@ async fn verify_after_tampering_with_event_data_names_exactly_that_event(backend
     assert_eq!(report["first_bad"]["position"], json!(5));
     assert_eq!(report["first_bad"]["problem"], json!("hash_mismatch"));
     assert_eq!(report["first_bad"]["found"].as_str().map(str::len), Some(64));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {

@@ -14,6 +14,7 @@ mod pipeline;
 mod pipeline_retries;
 mod projection_runner;
 mod read_model;
+mod readme;
 mod rebuild;
 mod recovery;
 mod store_contract;

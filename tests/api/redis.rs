@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::api::{SECRET, TestApi, eventually, redis_connection, redis_namespace, redis_url, token};
-use crate::support::{Backend, Scratch};
+use crate::support::{Backend, Scratch, free_port};
 
 /// A `dossier serve` child process, stopped (SIGTERM, then SIGKILL) when dropped.
 struct Instance {
@@ -19,7 +19,7 @@ struct Instance {
 
 impl Instance {
     fn start(scratch: &Scratch, namespace: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let port = free_port();
         let mut command: Command = scratch.dossier();
         command
             .env("SECRET_KEY", SECRET)

@@ -17,6 +17,11 @@ use dossier_projections::read_model::postgres::PostgresReadModel;
 use dossier_projections::read_model::sqlite::SqliteReadModel;
 use uuid::Uuid;
 
+/// A localhost port nothing listens on right now (for a server the test starts as a process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
 /// The backends every contract test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
