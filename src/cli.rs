@@ -261,6 +261,10 @@ pub enum Bench {
         /// `upload.tsv`), to find stalls.
         #[arg(long)]
         trace: Option<std::path::PathBuf>,
+        /// Measure uploads open loop: this many uploads due a second, whatever the server does, each latency
+        /// counted from when it was due (over at least 128 connections). Default: closed loop, like the others.
+        #[arg(long)]
+        upload_rate: Option<f64>,
     },
 }
 

@@ -161,6 +161,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
                     queries,
                     catch_up_timeout,
                     trace,
+                    upload_rate,
                 },
         } => {
             let positive = |name: &str, value: f64, zero_ok: bool| {
@@ -172,6 +173,9 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
             };
             if connections == 0 {
                 return Err(AppError::Usage("--connections must be at least 1".into()));
+            }
+            if let Some(rate) = upload_rate {
+                positive("upload-rate", rate, false)?;
             }
             if let Some(dir) = &trace {
                 std::fs::create_dir_all(dir)
@@ -189,6 +193,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), AppError> {
                 queries,
                 catch_up_timeout: Duration::from_secs(catch_up_timeout),
                 trace,
+                upload_rate,
             };
             let text = commands::synthetic::SyntheticText::from_corpus(&corpus)?;
             commands::bench_api::run(&settings, backend, params, Arc::new(text)).await

@@ -219,6 +219,38 @@ async fn bench_api_command_prints_throughput_and_latency_of_each_endpoint(backen
 }
 
 #[tokio::test]
+async fn bench_api_upload_rate_paces_uploads_open_loop_and_refuses_a_rate_that_is_not_positive() {
+    let scratch = Scratch::new(Backend::Embedded).await;
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scifact");
+    let bench = |rate: &str| {
+        let mut bench = scratch.dossier();
+        bench.args(["bench", "api", "--seconds", "1", "--warmup", "0.2", "--chunks", "200", "--connections", "4"]);
+        bench.arg("--corpus").arg(data.join("corpus.jsonl.gz")).arg("--queries").arg(data.join("queries_train.jsonl"));
+        bench.arg(format!("--upload-rate={rate}"));
+        bench
+    };
+    let output = run(bench("100")).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let upload = &report["upload"];
+    assert_eq!(upload["offered_per_sec"], json!(100.0), "{upload}");
+    assert_eq!(upload["connections"], json!(128), "{upload}");
+    assert_eq!(upload["errors"], json!(0), "{upload}");
+    // Due in the measured second: 100 (a closed loop over 4 connections sends many more), one either way for the
+    // rounding of the window's edges.
+    let requests = upload["requests"].as_u64().expect("requests");
+    assert!((99..=101).contains(&requests), "{upload}");
+    assert!(report["get_document"].get("offered_per_sec").is_none(), "the other endpoints stay closed loop");
+    assert!(report["get_document"]["requests"].as_u64().is_some_and(|n| n > 200), "{report}");
+
+    for rate in ["0", "-5", "NaN"] {
+        let refused = run(bench(rate)).await;
+        assert!(!refused.status.success(), "rate {rate}");
+        assert!(stderr(&refused).contains("--upload-rate must be positive"), "{}", stderr(&refused));
+    }
+}
+
+#[tokio::test]
 async fn serve_with_corrupt_embedded_file_fails_and_leaves_it_untouched() {
     let scratch = Scratch::new(Backend::Embedded).await;
     std::fs::create_dir_all(scratch.data_dir()).expect("dir");

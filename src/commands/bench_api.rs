@@ -54,7 +54,13 @@ pub struct ApiBench {
     pub catch_up_timeout: Duration,
     /// Where each endpoint's latency trace goes (see `load::run`), if anywhere.
     pub trace: Option<PathBuf>,
+    /// Uploads due per second: the upload phase runs open loop at this rate (see [`load`]); `None`: closed loop.
+    pub upload_rate: Option<f64>,
 }
+
+/// Connections of an open-loop upload phase: enough that a connection is free whenever an upload is due, unless the
+/// server falls behind (which the latencies then show).
+const OPEN_LOOP_CONNECTIONS: usize = 128;
 
 impl ApiBench {
     /// The trace file of `endpoint`, when tracing.
@@ -259,7 +265,13 @@ async fn scenarios(
         let body = Bytes::from(body.to_string());
         Client::request(&host, &writer, Method::POST, Uri::from_static("/api/v1/documents"), Some(body))
     });
-    let upload = load::run(load, StatusCode::ACCEPTED, make, params.trace_file("upload")).await?;
+    let upload_load = match params.upload_rate {
+        None => load,
+        Some(rate) => {
+            load::Load { rate: Some(rate), connections: params.connections.max(OPEN_LOOP_CONNECTIONS), ..load }
+        }
+    };
+    let upload = load::run(upload_load, StatusCode::ACCEPTED, make, params.trace_file("upload")).await?;
     tracing::info!(accepted_per_sec = upload.ok_per_sec, p99_ms = upload.p99_ms, "bench_api_upload");
     // The uploads' processing outlives the run; the scratch store is removed only once it is done.
     let settle_seconds = client.wait_until_settled(true, params.catch_up_timeout).await?;

@@ -82,6 +82,7 @@ impl Client {
             warmup: params.warmup,
             duration: params.duration,
             client_threads: params.client_threads,
+            rate: None,
         }
     }
 }

@@ -1,6 +1,13 @@
-//! A closed-loop HTTP load generator for `bench api`: a fixed number of keep-alive HTTP/1.1 connections over TCP,
-//! each sending its next request as soon as it has read the previous answer whole. A request's latency runs from
-//! handing it to the connection to the last byte of the answer's body.
+//! An HTTP load generator for `bench api`: a fixed number of keep-alive HTTP/1.1 connections over TCP.
+//!
+//! Closed loop (the default): each connection sends its next request as soon as it has read the previous answer
+//! whole, so the server is loaded to saturation and a request's latency runs from handing it to the connection to
+//! the last byte of the answer's body.
+//!
+//! Open loop (`Load::rate`): requests are due at a fixed rate (the `n`-th at `n / rate` seconds from the start,
+//! whatever the server does), each sent by whichever connection is free, and a request's latency runs from the time
+//! it was *due*. A server that falls behind makes the requests behind it wait for a connection, and that wait is in
+//! their latency (no coordinated omission, as in wrk2); such a server also answers fewer than `rate` a second.
 //!
 //! Threading: the connections run on a runtime of their own (threads named `bench-client`), so that the client does
 //! not take the server's worker threads and a profile tells the two apart.
@@ -35,6 +42,22 @@ pub struct Load {
     pub duration: Duration,
     /// Worker threads of the client's runtime.
     pub client_threads: usize,
+    /// Requests due per second (open loop); `None`: closed loop.
+    pub rate: Option<f64>,
+}
+
+/// When the requests of an open-loop run are due.
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    start: Instant,
+    rate: f64,
+}
+
+impl Pace {
+    /// When the `n`-th request (from 0) is due.
+    fn due(self, n: u64) -> Instant {
+        self.start + Duration::from_secs_f64(n as f64 / self.rate)
+    }
 }
 
 /// Makes the `n`-th request of a run (a path-only URI; the connection adds nothing but `Host`).
@@ -45,6 +68,9 @@ pub type MakeRequest = Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>;
 pub struct LoadReport {
     /// Concurrent connections.
     pub connections: usize,
+    /// Requests due per second (open loop only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_per_sec: Option<f64>,
     /// Requests answered in the measured window.
     pub requests: u64,
     /// Of which with the expected status.
@@ -121,12 +147,14 @@ async fn drive(
     trace: Option<PathBuf>,
 ) -> Result<LoadReport, AppError> {
     let counter = Arc::new(AtomicU64::new(0));
-    let measure_from = Instant::now() + load.warmup;
-    let deadline = measure_from + load.duration;
+    let started = Instant::now();
+    let pace = load.rate.map(|rate| Pace { start: started, rate });
+    let measure_from = started + load.warmup;
+    let window = Window { measure_from, deadline: measure_from + load.duration };
     let mut tasks = Vec::with_capacity(load.connections);
     for _ in 0..load.connections.max(1) {
         let (make, counter) = (Arc::clone(&make), Arc::clone(&counter));
-        tasks.push(tokio::spawn(connection(load.address, make, counter, expected, measure_from, deadline)));
+        tasks.push(tokio::spawn(connection(load.address, make, counter, expected, pace, window)));
     }
     let mut total = Tally::default();
     for task in tasks {
@@ -147,6 +175,7 @@ async fn drive(
     let requests = latencies.len() as u64;
     Ok(LoadReport {
         connections: load.connections,
+        offered_per_sec: load.rate,
         requests,
         ok: total.ok,
         errors: total.errors,
@@ -178,16 +207,25 @@ fn write_trace(path: &Path, measure_from: Instant, samples: &mut [(Duration, Dur
         .map_err(|error| AppError::io(format!("writing the latency trace {}", path.display()), error))
 }
 
-/// One keep-alive connection sending requests back to back until `deadline`; only requests sent from
-/// `measure_from` on are counted. A broken connection is counted as an error and opened again.
+/// A run's measured window: requests sent (closed loop) or due (open loop) from `measure_from` on are counted, and
+/// none is sent (or due) from `deadline` on.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    measure_from: Instant,
+    deadline: Instant,
+}
+
+/// One keep-alive connection sending requests until the window's deadline: back to back, or with `pace`, each the
+/// next one due, once it is due. A broken connection is counted as an error and opened again.
 async fn connection(
     address: SocketAddr,
     make: MakeRequest,
     counter: Arc<AtomicU64>,
     expected: StatusCode,
-    measure_from: Instant,
-    deadline: Instant,
+    pace: Option<Pace>,
+    window: Window,
 ) -> Tally {
+    let Window { measure_from, deadline } = window;
     let mut tally = Tally::default();
     let mut sender = None;
     while Instant::now() < deadline {
@@ -203,8 +241,19 @@ async fn connection(
             },
         };
         let mut connected: SendRequest<Full<Bytes>> = connected;
-        let request = make(counter.fetch_add(1, Ordering::Relaxed));
-        let began = Instant::now();
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let began = match pace {
+            None => Instant::now(),
+            Some(pace) => {
+                let due = pace.due(n);
+                if due >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+        };
+        let request = make(n);
         let outcome = exchange(&mut connected, request).await;
         let took = began.elapsed();
         let measured = began >= measure_from;
