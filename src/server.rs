@@ -9,6 +9,10 @@ use dossier_projections::read_model::ReadModelStore;
 use dossier_projections::runner::{Projection, READ_MODEL, ReadModelProjection, initial_status};
 use dossier_projections::vector::search::{FusionParams, Searcher};
 use dossier_projections::vector::{VECTOR_INDEX, VectorIndex};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,6 +30,8 @@ use crate::coordination::Coordination;
 use crate::coordination::lease::ProjectionKeeper;
 use crate::error::AppError;
 use crate::settings::Settings;
+
+mod connections;
 
 /// A whole dossier server: the log, the actor runtime, the read-model projection (while this instance holds its
 /// lease) and the bound HTTP API.
@@ -226,7 +232,33 @@ impl Application {
             shutdown.await;
             let _ = sender.send(true);
         };
-        warp::serve(crate::api::filter(self.context)).incoming(self.listener).graceful(signal).run().await;
+        // warp's `run`, but for how failed connections are logged (see `connections`).
+        let service = warp::service(crate::api::filter(self.context));
+        let graceful = GracefulShutdown::new();
+        let mut signal = std::pin::pin!(signal);
+        loop {
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        connections::accept_failed(error).await;
+                        continue;
+                    }
+                },
+                () = &mut signal => break,
+            };
+            let connection = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    connections::connection_ended(error.as_ref());
+                }
+            });
+        }
+        drop(self.listener);
+        graceful.shutdown().await;
         tracing::info!("server_stopped");
     }
 }

@@ -4,10 +4,12 @@ use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use dossier::api::auth::Role;
 use dossier_events::{EventMetadata, ExpectedVersion, NewEvent, StreamId};
 use serde_json::{Value, json};
 
 use crate::contract_tests;
+use crate::support::api::{SECRET, token};
 use crate::support::{Backend, Scratch, free_port};
 
 contract_tests!(
@@ -85,12 +87,13 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(response)
 }
 
-async fn serve_answers_health_and_stops_cleanly_on_sigterm(backend: Backend) {
-    let scratch = Scratch::new(backend).await;
+/// `dossier serve` on a free port, once it answers its health check: the child (stderr piped) and the port.
+async fn serve(scratch: &Scratch, env: &[(&str, &str)]) -> (std::process::Child, u16, String) {
     let port = free_port();
     let mut command = scratch.dossier();
     command.args(["serve", "--bind", &format!("127.0.0.1:{port}")]).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = command.spawn().expect("spawn dossier serve");
+    command.envs(env.iter().copied());
+    let child = command.spawn().expect("spawn dossier serve");
     let response = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -103,6 +106,35 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm(backend: Backend) {
     })
     .await
     .expect("join");
+    (child, port, response)
+}
+
+/// Stops a served child with SIGTERM: its exit status and everything it wrote to stderr.
+async fn stop(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(exit) = child.try_wait().expect("wait") {
+                let mut stderr = String::new();
+                child.stderr.take().expect("piped stderr").read_to_string(&mut stderr).expect("read stderr");
+                return (exit, stderr);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("join")
+}
+
+async fn serve_answers_health_and_stops_cleanly_on_sigterm(backend: Backend) {
+    let scratch = Scratch::new(backend).await;
+    let (child, port, response) = serve(&scratch, &[]).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).expect("body")).expect("json");
     let expected_backend = if backend == Backend::Embedded { "embedded" } else { "postgres" };
@@ -113,24 +145,43 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm(backend: Backend) {
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
     assert!(not_found.to_ascii_lowercase().contains("content-type: application/problem+json"), "{not_found}");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(exit) = child.try_wait().expect("wait") {
-                return exit;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("server did not stop within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    let (exit, _) = stop(child).await;
+    assert!(exit.success(), "clean shutdown exits 0, got {exit:?}");
+}
+
+#[tokio::test]
+async fn serve_logs_a_client_going_away_at_debug_never_as_an_error() {
+    let scratch = Scratch::new(Backend::Embedded).await;
+    let env = [("SECRET_KEY", SECRET), ("RUST_LOG", "info,dossier::server=debug")];
+    let (child, port, _) = serve(&scratch, &env).await;
+    let admin = token("root", "acme", &[Role::Admin]);
+    tokio::task::spawn_blocking(move || {
+        // A live-event listener that reads the start of its stream and leaves.
+        let mut live = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(live, "GET /api/v1/events/live HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {admin}\r\n\r\n")
+            .expect("send");
+        let mut start = [0u8; 12];
+        live.read_exact(&mut start).expect("the stream starts");
+        assert_eq!(&start, b"HTTP/1.1 200");
+        drop(live);
+        // A request cut off half-way.
+        let mut cut = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(cut, "GET /api/v1/health HTTP/1.1\r\nHost: loc").expect("send");
+        drop(cut);
+        // Something that is not HTTP.
+        let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        garbage.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n").expect("send");
+        let _ = garbage.read(&mut [0u8; 64]);
+        std::thread::sleep(Duration::from_millis(300));
     })
     .await
     .expect("join");
-    assert!(exit.success(), "clean shutdown exits 0, got {exit:?}");
+    let (exit, stderr) = stop(child).await;
+    assert!(exit.success(), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "a client going away is not an error of the server:\n{stderr}");
+    assert!(!stderr.contains("WARN dossier"), "nor a warning:\n{stderr}");
+    let noted = stderr.matches("http_connection_closed_by_client").count();
+    assert!(noted >= 3, "each of the three is noted at debug:\n{stderr}");
 }
 
 async fn serve_with_schema_newer_than_binary_fails_and_changes_nothing(backend: Backend) {
