@@ -179,7 +179,10 @@ async fn serve_logs_a_client_going_away_at_debug_never_as_an_error() {
     let (exit, stderr) = stop(child).await;
     assert!(exit.success(), "{stderr}");
     assert!(!stderr.contains("ERROR"), "a client going away is not an error of the server:\n{stderr}");
-    assert!(!stderr.contains("WARN dossier"), "nor a warning:\n{stderr}");
+    assert!(
+        !stderr.contains(" WARN "),
+        "nor anything else a warning (the vector index checks memory maps first):\n{stderr}"
+    );
     let noted = stderr.matches("http_connection_closed_by_client").count();
     assert!(noted >= 3, "each of the three is noted at debug:\n{stderr}");
 }

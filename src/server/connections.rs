@@ -1,11 +1,11 @@
 //! How the accept loop ([`super::Server::run_until`]) reports failed connections and accepts.
 //!
-//! warp's own `run` serves connections the same way but logs every failed connection at `ERROR`, and a connection fails whenever its
-//! client goes away early: an SSE client that disconnects (every `/events/live` listener, sooner or later), a request
-//! cut off half-way. Those are the client's doing, so here they are `debug`; anything else a connection ends with is a
-//! `warn`. A failed `accept` is ignored when it is about that one connection (reset or aborted before it was
-//! accepted), and otherwise logged at `ERROR` and retried after a second: running out of file descriptors is the usual
-//! cause, and trying again at once would spin.
+//! warp's own `run` serves connections the same way but logs every failed connection at `ERROR`, and a connection
+//! fails whenever its client goes away early: an SSE client that disconnects (every `/events/live` listener, sooner
+//! or later), a request cut off half-way. Those are the client's doing, so here they are `debug`; anything else a
+//! connection ends with is a `warn`. A failed `accept` is ignored when it is about that one connection (reset or
+//! aborted before it was accepted), and otherwise logged at `ERROR` and retried after a second: running out of file
+//! descriptors is the usual cause, and trying again at once would spin.
 
 use std::time::Duration;
 

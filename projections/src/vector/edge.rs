@@ -134,10 +134,17 @@ pub struct EdgeIndex {
 }
 
 impl EdgeIndex {
-    /// Opens (creating it if needed) the directory holding the collections.
+    /// Opens (creating it if needed) the directory holding the collections, after checking (once per process) that
+    /// its file system keeps several memory maps of one file consistent (qdrant-edge keeps one map per file if not).
     pub fn open(root: &Path) -> Result<Self, IndexError> {
         std::fs::create_dir_all(root)
             .map_err(|error| IndexError::engine(&root.display().to_string(), format!("cannot create: {error}")))?;
+        let supported = qdrant_edge::check_multi_mmap_support(root).map_err(|error| {
+            IndexError::engine(&root.display().to_string(), format!("checking memory maps: {error}"))
+        })?;
+        if !supported {
+            tracing::warn!(directory = %root.display(), "vector_index_single_mmap_per_file");
+        }
         Ok(Self {
             root: root.to_owned(),
             open: Mutex::new(HashMap::new()),

@@ -29,6 +29,20 @@ use fs_err as fs;
 pub use info::ShardInfo;
 use parking_lot::Mutex;
 pub use reexports::*;
+
+/// Checks whether several memory maps of one file work on the file system under `dir`, as Qdrant's server does when
+/// it starts, and records the answer for the storage (once per process; later calls return the first answer). Where
+/// they do not (Docker on Windows with a mount into Windows, for one), the storage then keeps one map per file instead
+/// of corrupting data; without a check it assumes they work and warns on first use. (Added by dossier: 0.7.2 reads
+/// the answer but offers no way to record it.)
+pub fn check_multi_mmap_support(dir: &std::path::Path) -> std::io::Result<bool> {
+    use crate::common::mmap::MULTI_MMAP_SUPPORT_CHECK_RESULT;
+    if let Some(known) = MULTI_MMAP_SUPPORT_CHECK_RESULT.get() {
+        return Ok(*known);
+    }
+    let supported = crate::common::fs::check_mmap_functionality(dir)?;
+    Ok(*MULTI_MMAP_SUPPORT_CHECK_RESULT.get_or_init(|| supported))
+}
 use crate::segment::entry::ReadSegmentEntry as _;
 use crate::segment::segment_constructor::{load_segment, normalize_segment_dir};
 use crate::shard::files::{PAYLOAD_INDEX_CONFIG_FILE, SEGMENTS_PATH};
