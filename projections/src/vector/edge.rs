@@ -139,7 +139,11 @@ impl EdgeIndex {
     pub fn open(root: &Path) -> Result<Self, IndexError> {
         std::fs::create_dir_all(root)
             .map_err(|error| IndexError::engine(&root.display().to_string(), format!("cannot create: {error}")))?;
-        let supported = qdrant_edge::check_multi_mmap_support(root).map_err(|error| {
+        // In a directory of this call's own: processes sharing the data directory must not remove each other's file.
+        let check_dir = root.join(format!(".mmap-check-{}", uuid::Uuid::now_v7().simple()));
+        let checked = qdrant_edge::check_multi_mmap_support(&check_dir);
+        let _ = std::fs::remove_dir_all(&check_dir);
+        let supported = checked.map_err(|error| {
             IndexError::engine(&root.display().to_string(), format!("checking memory maps: {error}"))
         })?;
         if !supported {
