@@ -11,15 +11,18 @@ use serde_json::{Value, json};
 use crate::support::api::{SECRET, TestApi, eventually, redis_connection, redis_namespace, redis_url, token};
 use crate::support::{Backend, Scratch, free_port};
 
-/// A `dossier serve` child process, stopped (SIGTERM, then SIGKILL) when dropped.
+/// A `dossier serve` child process, stopped (SIGTERM, then SIGKILL) when dropped; its stderr goes to a file in the
+/// scratch directory, printed when the test fails.
 struct Instance {
     child: Option<Child>,
     base: String,
+    log: std::path::PathBuf,
 }
 
 impl Instance {
     fn start(scratch: &Scratch, namespace: &str) -> Self {
         let port = free_port();
+        let log = scratch.dir.join(format!("serve-{port}.log"));
         let mut command: Command = scratch.dossier();
         command
             .env("SECRET_KEY", SECRET)
@@ -30,9 +33,9 @@ impl Instance {
             .env("RATE_LIMIT_PER_MINUTE", "0")
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(&log).expect("instance log"));
         let child = command.spawn().expect("spawn dossier serve");
-        Self { child: Some(child), base: format!("http://127.0.0.1:{port}/api/v1") }
+        Self { child: Some(child), base: format!("http://127.0.0.1:{port}/api/v1"), log }
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -60,6 +63,10 @@ impl Drop for Instance {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- {} ({}) ---\n{log}", self.base, self.log.display());
         }
     }
 }
