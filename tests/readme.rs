@@ -69,7 +69,10 @@ reader_pause() {
 
 /// The README's `cargo run --release [-q] -- ARGS`: the binary under test.
 const CARGO_SHIM: &str = r#"#!/usr/bin/env bash
-[ "${1:-}" = run ] || { echo "readme: the README ran 'cargo $*'; only 'cargo run ... -- ARGS' is expected" >&2; exit 2; }
+if [ "${1:-}" != run ]; then
+    echo "readme: the README ran 'cargo $*'; only 'cargo run ... -- ARGS' is expected" >&2
+    exit 2
+fi
 while [ $# -gt 0 ] && [ "$1" != -- ]; do shift; done
 [ $# -gt 0 ] || { echo "readme: 'cargo run' without '--'" >&2; exit 2; }
 shift

@@ -66,9 +66,10 @@ pub fn best_sentences(bm25: &Bm25, question: &str, hits: &[SearchHit]) -> Vec<Qu
 }
 
 /// The byte ranges of `text`'s sentences, trimmed of surrounding whitespace. A sentence ends after `.`, `!` or `?`
-/// followed by whitespace (not the `.` of a numbered list item), and at a line break that ends a block: before a blank line, after a heading or a table
-/// row, and before a line that starts a heading, a list item, a quote, a table row or a code fence (these have no
-/// full stop). Any other line break is a hard wrap inside a paragraph, and the sentence goes on across it.
+/// followed by whitespace (not the `.` of a numbered list item), and at a line break that ends a block: before a
+/// blank line, after a heading or a table row, and before a line that starts a heading, a list item, a quote, a
+/// table row or a code fence (these have no full stop). Any other line break is a hard wrap inside a paragraph, and
+/// the sentence goes on across it.
 pub fn sentences(text: &str) -> Vec<(usize, usize)> {
     let mut ranges = Vec::new();
     let mut start = 0;
@@ -152,7 +153,10 @@ mod tests {
 
     #[test]
     fn sentences_go_on_across_a_hard_wrap_but_not_into_a_heading_list_or_table() {
-        let text = "# Title\nA reader never\nskips an event. Next\none.\n- item one\n2. item two\n3.14 is pi\n| a | b |\n| c |";
+        let text = concat!(
+            "# Title\nA reader never\nskips an event. Next\none.\n",
+            "- item one\n2. item two\n3.14 is pi\n| a | b |\n| c |"
+        );
         let pieces: Vec<&str> = sentences(text).into_iter().map(|(s, e)| &text[s..e]).collect();
         assert_eq!(
             pieces,
