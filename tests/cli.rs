@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::contract_tests;
 use crate::support::api::{SECRET, token};
-use crate::support::{Backend, Scratch, free_port};
+use crate::support::{Backend, Scratch, free_port, terminate};
 
 contract_tests!(
     verify_after_tampering_with_event_data_names_exactly_that_event,
@@ -111,22 +111,11 @@ async fn serve(scratch: &Scratch, env: &[(&str, &str)]) -> (std::process::Child,
 
 /// Stops a served child with SIGTERM: its exit status and everything it wrote to stderr.
 async fn stop(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
     tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(exit) = child.try_wait().expect("wait") {
-                let mut stderr = String::new();
-                child.stderr.take().expect("piped stderr").read_to_string(&mut stderr).expect("read stderr");
-                return (exit, stderr);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("server did not stop within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let exit = terminate(&mut child, Duration::from_secs(10));
+        let mut stderr = String::new();
+        child.stderr.take().expect("piped stderr").read_to_string(&mut stderr).expect("read stderr");
+        (exit, stderr)
     })
     .await
     .expect("join")

@@ -2,14 +2,14 @@
 //! `dossier serve` processes), the rate limit is shared, and recorded responses replay on any instance.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dossier::api::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::api::{SECRET, TestApi, eventually, redis_connection, redis_namespace, redis_url, token};
-use crate::support::{Backend, Scratch, free_port};
+use crate::support::{Backend, Scratch, free_port, terminate};
 
 /// A `dossier serve` child process, stopped (SIGTERM, then SIGKILL) when dropped; its stderr goes to a file in the
 /// scratch directory, printed when the test fails.
@@ -41,20 +41,8 @@ impl Instance {
     /// Sends SIGTERM and waits for a clean exit.
     fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(exit) = child.try_wait().expect("wait") {
-                assert!(exit.success(), "clean shutdown, got {exit:?}");
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("dossier serve did not stop within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let exit = terminate(&mut child, Duration::from_secs(20));
+        assert!(exit.success(), "clean shutdown, got {exit:?}");
     }
 }
 
