@@ -28,6 +28,10 @@ pub struct LiveFeed {
     sender: broadcast::Sender<Arc<RecordedEvent>>,
     published: AtomicU64,
     clients: AtomicU64,
+    /// Closed when the follower stops (shutdown, or the log failed): clients then end too. Without it a client's
+    /// task, holding the feed and so the broadcast's sender, waited for the broadcast to close forever, and kept the
+    /// store (and its database connections) alive after the server stopped.
+    following: watch::Receiver<()>,
 }
 
 impl LiveFeed {
@@ -35,9 +39,13 @@ impl LiveFeed {
     /// request waits for, so it runs on the background runtime (below the requests' priority, ADR 0015).
     pub fn start(store: Arc<dyn EventStore>, head: u64, mut shutdown: watch::Receiver<bool>) -> Arc<Self> {
         let (sender, _) = broadcast::channel(BROADCAST_BUFFER);
-        let feed = Arc::new(Self { store, sender, published: AtomicU64::new(head), clients: AtomicU64::new(0) });
+        let (still_following, following) = watch::channel(());
+        let feed =
+            Arc::new(Self { store, sender, published: AtomicU64::new(head), clients: AtomicU64::new(0), following });
         let follower = Arc::clone(&feed);
         dossier_projections::background::runtime().spawn(async move {
+            // Dropped when this task ends, whichever way.
+            let _still_following = still_following;
             let mut events = Arc::clone(&follower.store).subscribe_all(head);
             loop {
                 tokio::select! {
@@ -81,6 +89,7 @@ impl LiveFeed {
     }
 
     async fn feed_client(&self, mut last: u64, client: &mpsc::Sender<Arc<RecordedEvent>>) -> Result<(), String> {
+        let mut following = self.following.clone();
         loop {
             let mut live = self.sender.subscribe();
             let joined = self.published.load(Ordering::SeqCst);
@@ -105,6 +114,8 @@ impl LiveFeed {
                     received = live.recv() => received,
                     // The client went away while nothing happened.
                     () = client.closed() => return Ok(()),
+                    // The feed stopped.
+                    _ = following.changed() => return Ok(()),
                 };
                 match received {
                     Ok(event) if event.position <= last => {}
@@ -120,5 +131,37 @@ impl LiveFeed {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dossier_events::sqlite::{SqliteOptions, SqliteStore};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn followers_end_and_release_the_store_when_the_feed_stops() {
+        let dir = std::env::temp_dir().join(format!("dossier-live-{}", uuid::Uuid::now_v7()));
+        let store: Arc<dyn EventStore> =
+            Arc::new(SqliteStore::open(&dir, SqliteOptions::default()).await.expect("open the log"));
+        let (stop, stopping) = watch::channel(false);
+        let feed = LiveFeed::start(Arc::clone(&store), 0, stopping);
+        let mut events = feed.follow(0);
+        drop(feed);
+        stop.send(true).expect("the follower listens");
+        let ended = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+        assert!(matches!(ended, Ok(None)), "a follower still open 5 s after the feed stopped: {ended:?}");
+        let released = tokio::time::timeout(Duration::from_secs(5), async {
+            while Arc::strong_count(&store) > 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(released.is_ok(), "the stopped feed still holds the store ({} holders)", Arc::strong_count(&store));
+        drop(store);
+        std::fs::remove_dir_all(dir).expect("cleanup");
     }
 }
