@@ -506,3 +506,27 @@ async fn postgres_compresses_long_event_texts_with_lz4() {
         "the long text compressed with lz4, the short one not at all"
     );
 }
+
+/// Every connection a Postgres store opened (its writer's, its listener's and its read pool's) is closed once the
+/// store is dropped: a pool left open kept its connections for the life of the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_postgres_store_closes_every_connection() {
+    let scratch = Scratch::new(Backend::Postgres).await;
+    let store = scratch.open().await;
+    append_new_streams(store.as_ref(), "pooled", 20, 2).await;
+    // Readers at once, so the pool holds several connections.
+    let reads = (0..6).map(|_| read_in_pages(store.as_ref(), 7));
+    for read in futures::future::join_all(reads).await {
+        assert_eq!(read.len(), 40);
+    }
+    let open = scratch.database_connections().await;
+    assert!(open >= 3, "the writer, the listener and the pool: {open} connections");
+    drop(store);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut left = open;
+    while left > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = scratch.database_connections().await;
+    }
+    assert_eq!(left, 0, "{left} of {open} connections still open 10 s after the store was dropped");
+}

@@ -77,6 +77,18 @@ impl Scratch {
         Self { backend, dir, database }
     }
 
+    /// The connections the Postgres server has open to the scratch database (Postgres only).
+    pub async fn database_connections(&self) -> i64 {
+        let name = self.database.as_ref().expect("postgres scratch");
+        let admin = parse_url(&admin_url()).expect("valid DATABASE_URL");
+        let client = dossier_events::postgres::connect::connect(&admin).await.expect("admin connection");
+        let row = client
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", &[name])
+            .await
+            .expect("count connections");
+        row.get(0)
+    }
+
     /// The URL of the scratch database (Postgres only).
     pub fn database_url(&self) -> Option<String> {
         let name = self.database.as_ref()?;

@@ -115,15 +115,17 @@ pub fn pool(config: &Config, size: usize, overflow: usize) -> StoreResult<Pool> 
         .max_size((size + overflow).max(1))
         .build()
         .map_err(|error| StoreError::Unavailable(format!("cannot build the Postgres pool: {error}")))?;
-    // Overflow connections are closed once they have been idle a while, so the pool shrinks back to `size`.
-    let trimmer = pool.clone();
+    // Overflow connections are closed once they have been idle a while, so the pool shrinks back to `size`. The
+    // trimmer holds the pool weakly: a strong handle kept the pool, and every connection in it, open forever after
+    // its store was dropped.
+    let weak = pool.weak();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;
-            if trimmer.is_closed() {
+            let Some(trimmer) = weak.upgrade().filter(|pool| !pool.is_closed()) else {
                 return;
-            }
+            };
             let mut kept = 0;
             trimmer.retain(|_, metrics| {
                 kept += 1;
