@@ -258,6 +258,12 @@ async fn bench_api_command_prints_throughput_and_latency_of_each_endpoint(backen
         assert_eq!(figures["ok"], figures["requests"], "{endpoint}: {figures}");
         let (p50, p99, max) = (figures["p50_ms"].as_f64(), figures["p99_ms"].as_f64(), figures["max_ms"].as_f64());
         assert!(matches!((p50, p99, max), (Some(p50), Some(p99), Some(max)) if 0.0 < p50 && p50 <= p99 && p99 <= max));
+        // The CPU over the window: the server and the load generator are in this process, so it used some.
+        let cpu = &figures["cpu"];
+        let (process, other) = (cpu["process_cores"].as_f64(), cpu["other_cores"].as_f64());
+        assert!(matches!((process, other), (Some(process), Some(other)) if process > 0.0 && other >= 0.0), "{cpu}");
+        assert!(cpu["process_ms_per_ok"].as_f64().is_some_and(|ms| ms > 0.0), "{endpoint}: {cpu}");
+        assert_eq!(cpu["cores"], report["cores"], "{cpu}");
     }
 }
 

@@ -94,6 +94,9 @@ pub struct LoadReport {
     pub p99_ms: f64,
     /// The slowest request.
     pub max_ms: f64,
+    /// The CPU the machine spent over the measured window (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<super::cpu::CpuReport>,
 }
 
 /// What one connection saw in the measured window.
@@ -151,6 +154,10 @@ async fn drive(
     let pace = load.rate.map(|rate| Pace { start: started, rate });
     let measure_from = started + load.warmup;
     let window = Window { measure_from, deadline: measure_from + load.duration };
+    let cpu_at_start = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        super::cpu::sample()
+    });
     let mut tasks = Vec::with_capacity(load.connections);
     for _ in 0..load.connections.max(1) {
         let (make, counter) = (Arc::clone(&make), Arc::clone(&counter));
@@ -167,6 +174,11 @@ async fn drive(
         }
     }
     let seconds = measure_from.elapsed().as_secs_f64();
+    let cpu_at_end = super::cpu::sample();
+    let cpu = match (cpu_at_start.await.ok().flatten(), cpu_at_end) {
+        (Some(start), Some(end)) => super::cpu::report(start, end, total.ok),
+        _ => None,
+    };
     if let Some(path) = &trace {
         write_trace(path, measure_from, &mut total.samples)?;
     }
@@ -187,6 +199,7 @@ async fn drive(
         p90_ms: percentile(&latencies, 0.90),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().map_or(0.0, |max| max.as_secs_f64() * 1_000.0),
+        cpu,
     })
 }
 

@@ -5,6 +5,7 @@ pub mod bench_api;
 pub mod bench_api_client;
 pub mod bench_ingest;
 pub mod bench_rebuild;
+pub mod cpu;
 pub mod eval;
 pub mod events;
 pub mod ingest;
