@@ -97,7 +97,7 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_loop_shows_as_this_process_using_about_one_core() {
+    fn a_busy_loop_shows_as_this_process_using_at_least_one_core() {
         let start = sample().expect("/proc is there");
         let began = Instant::now();
         let mut spin = 0u64;
@@ -105,7 +105,10 @@ mod tests {
             spin = std::hint::black_box(spin.wrapping_add(1));
         }
         let report = report(start, sample().expect("/proc"), 3).expect("a window");
-        assert!(report.process_cores > 0.6 && report.process_cores < 1.5, "{report:?}");
-        assert!((report.process_ms_per_ok * 3.0 - report.process_cores * 300.0).abs() < 60.0, "{report:?}");
+        // The loop's core, and whatever the tests running beside it in this process used.
+        let cores = report.cores as f64;
+        assert!(report.process_cores > 0.6 && report.process_cores < cores + 0.5, "{report:?}");
+        assert!(report.process_ms_per_ok * 3.0 > 0.6 * 300.0, "the loop's 300 ms over 3 requests: {report:?}");
+        assert!(report.other_cores >= 0.0 && report.other_cores < cores + 0.5, "{report:?}");
     }
 }
